@@ -1,0 +1,344 @@
+//! The distiller: turns a raw OpenStack notification into a flat, typed [`Event`]
+//! according to an event definitions file (the successor of stackdistiller).
+//!
+//! ```
+//! use worker::distiller::Distiller;
+//! let d = Distiller::from_yaml(
+//!     "- event_type: compute.instance.*\n  traits:\n    host: {fields: payload.host}\n",
+//!     "inline.yaml",
+//! ).unwrap();
+//! let n = serde_json::json!({
+//!     "event_type": "compute.instance.update", "message_id": "m-1",
+//!     "timestamp": "2015-02-27 00:10:00", "payload": {"host": "c-1"}
+//! });
+//! let event = d.distill(&n).unwrap();
+//! assert_eq!(event.traits.len(), 1);
+//! ```
+//!
+//! All the work that can be done once is done at load ([`definitions`]): patterns and
+//! field paths are compiled, plugin parameters checked, default traits merged in. A
+//! notification then costs one pattern scan and one walk per trait; nothing on the
+//! per-notification path can panic or fail except by [`Dropped`].
+//!
+//! Behaviour follows the original, except where it lost data:
+//! - a value that cannot be converted (int of `"abc"`) omits that trait instead of
+//!   losing the notification;
+//! - an unparseable envelope timestamp drops the notification with a reason;
+//! - `catch_all` works (see [`Distiller::with_catch_all`]).
+
+mod convert;
+mod definitions;
+mod error;
+mod path;
+mod pattern;
+mod plugins;
+
+pub use convert::{parse_datetime, python_float_repr};
+pub use error::{Dropped, LoadError};
+pub use path::FieldPath;
+pub use pattern::{Glob, TypeMatcher};
+pub use plugins::{Bitfield, Flag, Plugin, Split};
+
+use crate::event::Event;
+use chrono::{DateTime, Utc};
+use definitions::Definition;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A loaded set of event definitions.
+#[derive(Debug, Clone)]
+pub struct Distiller {
+    /// In file order; scanned from the end, so the last matching definition wins.
+    definitions: Vec<Definition>,
+    /// Used when nothing matches, if catch-all is on.
+    catch_all: Option<Definition>,
+    source: String,
+}
+
+impl Distiller {
+    /// Loads definitions from YAML text. `source` names the text in errors (usually
+    /// the file path).
+    pub fn from_yaml(text: &str, source: &str) -> Result<Distiller, LoadError> {
+        Ok(Distiller {
+            definitions: definitions::load(text, source)?,
+            catch_all: None,
+            source: source.to_string(),
+        })
+    }
+
+    /// Loads definitions from a file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Distiller, LoadError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            file: name.clone(),
+            source,
+        })?;
+        Distiller::from_yaml(&text, &name)
+    }
+
+    /// Turns catch-all mode on or off.
+    ///
+    /// With catch-all on, a notification that no definition matches is not dropped:
+    /// it becomes an event built by a definition `event_type: '*'` carrying only the
+    /// default traits (`service`, `request_id`, `tenant_id`). The original had this
+    /// option (`catch_all_notifications`) but it never worked: it tested a method
+    /// object for truth, so a catch-all definition was never added.
+    pub fn with_catch_all(mut self, on: bool) -> Distiller {
+        self.catch_all = on.then(Definition::catch_all);
+        self
+    }
+
+    /// Whether catch-all mode is on.
+    pub fn catch_all(&self) -> bool {
+        self.catch_all.is_some()
+    }
+
+    /// Number of definitions loaded (not counting the catch-all).
+    pub fn len(&self) -> usize {
+        self.definitions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.definitions.is_empty()
+    }
+
+    /// The source name given at load.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Distills a notification; a notification without a usable timestamp is
+    /// stamped with the current time.
+    pub fn distill(&self, notification: &Value) -> Result<Event, Dropped> {
+        self.distill_with(notification, Utc::now)
+    }
+
+    /// Distills a notification with `now` as the time for a notification that
+    /// carries no timestamp (deterministic for tests and replays).
+    pub fn distill_at(&self, notification: &Value, now: DateTime<Utc>) -> Result<Event, Dropped> {
+        self.distill_with(notification, || now)
+    }
+
+    /// Parses JSON bytes and distills them; invalid JSON is [`Dropped::InvalidJson`].
+    pub fn distill_slice(&self, bytes: &[u8], now: DateTime<Utc>) -> Result<Event, Dropped> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| Dropped::InvalidJson(e.to_string()))?;
+        self.distill_at(&value, now)
+    }
+
+    fn distill_with(
+        &self,
+        n: &Value,
+        now: impl FnOnce() -> DateTime<Utc>,
+    ) -> Result<Event, Dropped> {
+        let body = n.as_object().ok_or(Dropped::NotAnObject)?;
+        let event_type = required_str(body.get("event_type"), "event_type")?;
+        let message_id = required_str(body.get("message_id"), "message_id")?;
+
+        let def = self
+            .definitions
+            .iter()
+            .rev()
+            .find(|d| d.matcher.is_match(event_type))
+            .or(self.catch_all.as_ref())
+            .ok_or_else(|| Dropped::NoMatchingDefinition {
+                event_type: event_type.to_string(),
+            })?;
+
+        let timestamp = match envelope_time(body.get("timestamp"), "timestamp")? {
+            Some(t) => t,
+            None => match envelope_time(body.get("_context_timestamp"), "_context_timestamp")? {
+                Some(t) => t,
+                None => now(),
+            },
+        };
+
+        let mut traits = BTreeMap::new();
+        for t in &def.traits {
+            let value = match &t.plugin {
+                None => t.fields.first(n).and_then(|v| convert::convert(v, t.ty)),
+                Some(p) => p
+                    .value(&t.fields, n)
+                    .and_then(|v| convert::convert(&v, t.ty)),
+            };
+            if let Some(v) = value {
+                traits.insert(t.name.clone(), v);
+            }
+        }
+        if traits.is_empty() {
+            return Err(Dropped::NoTraits {
+                event_type: event_type.to_string(),
+            });
+        }
+        Ok(Event {
+            event_type: event_type.to_string(),
+            message_id: message_id.to_string(),
+            timestamp,
+            traits,
+        })
+    }
+}
+
+fn required_str<'a>(v: Option<&'a Value>, field: &'static str) -> Result<&'a str, Dropped> {
+    match v {
+        None | Some(Value::Null) => Err(Dropped::Missing(field)),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Dropped::NotAString(field)),
+    }
+}
+
+/// An envelope time: absent, null or empty means "not given"; anything else must
+/// parse as ISO 8601.
+fn envelope_time(v: Option<&Value>, field: &'static str) -> Result<Option<DateTime<Utc>>, Dropped> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => {
+            convert::parse_datetime(s)
+                .map(Some)
+                .ok_or_else(|| Dropped::InvalidTimestamp {
+                    field,
+                    value: s.clone(),
+                })
+        }
+        Some(other) => Err(Dropped::InvalidTimestamp {
+            field,
+            value: other.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::TraitValue;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_425_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn merge_keys_and_anchors() {
+        let yaml = "\
+- event_type: compute.*
+  traits: &t
+    a: {fields: payload.a}
+    b: {fields: payload.b, type: int}
+- event_type: compute.x
+  traits:
+    <<: *t
+    b: {fields: payload.c}
+    d: {fields: payload.d}
+";
+        let d = Distiller::from_yaml(yaml, "t.yaml").unwrap();
+        let n = json!({"event_type": "compute.x", "message_id": "1",
+                       "payload": {"a": "A", "b": 2, "c": "C", "d": "D"}});
+        let e = d.distill_at(&n, now()).unwrap();
+        assert_eq!(e.traits["a"], TraitValue::Text("A".into()));
+        assert_eq!(e.traits["b"], TraitValue::Text("C".into()));
+        assert_eq!(e.traits["d"], TraitValue::Text("D".into()));
+        assert_eq!(e.timestamp, now());
+    }
+
+    #[test]
+    fn catch_all() {
+        let d = Distiller::from_yaml("- event_type: image.*\n  traits: {}\n", "t.yaml").unwrap();
+        let n = json!({"event_type": "compute.x", "message_id": "1", "publisher_id": "p"});
+        assert!(matches!(
+            d.distill_at(&n, now()),
+            Err(Dropped::NoMatchingDefinition { .. })
+        ));
+        let d = d.with_catch_all(true);
+        let e = d.distill_at(&n, now()).unwrap();
+        assert_eq!(e.traits.len(), 1);
+        assert_eq!(e.traits["service"], TraitValue::Text("p".into()));
+    }
+
+    #[test]
+    fn envelope_problems() {
+        let d = Distiller::from_yaml("- event_type: '*'\n  traits: {}\n", "t.yaml").unwrap();
+        let cases = [
+            (json!([]), "not a JSON object"),
+            (json!({"message_id": "1"}), "missing event_type"),
+            (json!({"event_type": "x"}), "missing message_id"),
+            (
+                json!({"event_type": 1, "message_id": "1"}),
+                "event_type is not a string",
+            ),
+            (
+                json!({"event_type": "x", "message_id": "1", "timestamp": "junk"}),
+                "invalid timestamp",
+            ),
+            (json!({"event_type": "x", "message_id": "1"}), "no traits"),
+        ];
+        for (n, want) in cases {
+            let got = d.distill_at(&n, now()).unwrap_err().to_string();
+            assert!(got.contains(want), "{got} should contain {want}");
+        }
+        assert!(d
+            .distill_slice(b"{nope", now())
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn load_errors_name_definition_and_trait() {
+        let cases = [
+            ("- event_type: a\n  traits:\n    x: {fields: 'payload..a'}\n", "trait 'x'"),
+            ("- event_type: a\n  traits:\n    x: {fields: p, plugin: nope}\n", "no plugin named 'nope'"),
+            ("- event_type: a\n  traits:\n    x: {fields: p, type: str}\n", "invalid type 'str'"),
+            ("- event_type: a\n  traits:\n    x: {type: int}\n", "'fields' is missing"),
+            ("- event_type: a\n", "'traits' is missing"),
+            ("- traits: {}\n", "'event_type' is missing"),
+            ("- event_type: a\n  traits:\n    x: {fields: p, plugin: {name: split, parameters: {segment: x}}}\n", "segment"),
+            ("a: b\n", "expected a list"),
+        ];
+        for (yaml, want) in cases {
+            let err = Distiller::from_yaml(yaml, "defs.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err} should contain {want}");
+            assert!(err.starts_with("defs.yaml: "), "{err}");
+        }
+        let err = Distiller::from_yaml("- event_type: a\n  traits: [\n", "defs.yaml").unwrap_err();
+        assert!(
+            matches!(err, LoadError::Yaml { line: Some(_), .. }),
+            "{err}"
+        );
+        let err = Distiller::from_yaml(
+            "- event_type: a\n  traits:\n    x: {fields: 'a..b'}\n",
+            "f.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("definition 0 (event_type \"a\"), trait 'x'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shared_configs_load() {
+        for f in [
+            "event_definitions.yaml",
+            "event_definitions.winchester-etc.yaml",
+        ] {
+            let p = format!(
+                "{}/../../shared/spec/configs/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            if std::path::Path::new(&p).exists() {
+                Distiller::from_file(&p).unwrap();
+            }
+        }
+        let p = format!(
+            "{}/tests/data/event_definitions.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        assert_eq!(Distiller::from_file(&p).unwrap().len(), 6);
+    }
+}

@@ -1,0 +1,12 @@
+//! The StackTach.v3 engine.
+//!
+//! Data flows one way: a raw notification is turned into an [`event::Event`] by the
+//! [`distiller`]; later steps (winchester, storage, pipelines) consume events. The
+//! [`timex`] time-expression language is shared by trigger definitions and criteria.
+//!
+//! The pure parts here take values and return values: no I/O beyond reading
+//! configuration files, no clock reads except where a caller asks for "now".
+
+pub mod distiller;
+pub mod event;
+pub mod timex;
