@@ -3,7 +3,8 @@
 #
 #   ./build.sh            run the system (the sandbox, on the embedded default)
 #   ./build.sh -t         install and start what the tests need, then run them all
-#   ./build.sh -t --no-e2e  the same without the Kubernetes end-to-end tests (local use only)
+#   ./build.sh -t --no-e2e  the same without the Kubernetes end-to-end tests (local use only;
+#                           CI never skips them)
 #   ./build.sh -p         build release binaries and package them under dist/
 #   ./build.sh -h         this help
 set -euo pipefail
@@ -12,7 +13,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$ROOT"
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | grep -v '^set ' | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -65,7 +66,25 @@ run_tests() {
   cargo test --workspace
   if [ "$e2e" -eq 0 ]; then
     log "skipping end-to-end tests (--no-e2e)"
+  else
+    run_e2e
   fi
+}
+
+# The Kubernetes end-to-end tests: control-plane binaries built from Go modules (once,
+# then cached outside the repo), a cluster of plain processes on loopback, the e2e
+# crate's tests, and the cluster stopped again even when they fail.
+run_e2e() {
+  command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null 2>&1 || { echo "build.sh: Go is needed to build the test control plane" >&2; exit 1; }
+  log "e2e: control-plane binaries (built once, then cached)"
+  e2e/cluster/build-bins.sh
+  trap 'log "e2e: stopping the control plane"; e2e/cluster/down.sh || true' EXIT
+  log "e2e: starting the control plane"
+  e2e/cluster/up.sh
+  log "e2e: cargo test -p stv3-e2e"
+  STV3_E2E_KUBECONFIG="$ROOT/e2e/cluster/.state/kubeconfig" \
+    cargo test -p stv3-e2e -- --include-ignored
 }
 
 package() {

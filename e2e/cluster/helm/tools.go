@@ -1,0 +1,6 @@
+//go:build tools
+
+// Package tools only records the command that ../build-bins.sh builds. It is never compiled.
+package tools
+
+import _ "helm.sh/helm/v3/cmd/helm"
