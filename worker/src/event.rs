@@ -110,3 +110,69 @@ pub fn format_datetime(d: &DateTime<Utc>) -> String {
         d.to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 }
+
+/// A borrowed view of one value of an event, envelope fields included: what trigger
+/// criteria and distinguishing traits look at. Borrowing keeps matching free of
+/// allocations on the per-event path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Text(&'a str),
+    Int(i64),
+    Float(f64),
+    Datetime(DateTime<Utc>),
+}
+
+impl ValueRef<'_> {
+    pub fn to_owned_value(self) -> TraitValue {
+        match self {
+            ValueRef::Text(s) => TraitValue::Text(s.to_string()),
+            ValueRef::Int(i) => TraitValue::Int(i),
+            ValueRef::Float(f) => TraitValue::Float(f),
+            ValueRef::Datetime(d) => TraitValue::Datetime(d),
+        }
+    }
+
+    pub fn as_datetime(self) -> Option<DateTime<Utc>> {
+        match self {
+            ValueRef::Datetime(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+impl TraitValue {
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            TraitValue::Text(s) => ValueRef::Text(s),
+            TraitValue::Int(i) => ValueRef::Int(*i),
+            TraitValue::Float(f) => ValueRef::Float(*f),
+            TraitValue::Datetime(d) => ValueRef::Datetime(*d),
+        }
+    }
+}
+
+impl Event {
+    /// Looks a name up the way winchester's event dictionaries did: the envelope
+    /// fields `event_type`, `message_id` and `timestamp` first, then the traits.
+    pub fn get(&self, name: &str) -> Option<ValueRef<'_>> {
+        match name {
+            "event_type" => Some(ValueRef::Text(&self.event_type)),
+            "message_id" => Some(ValueRef::Text(&self.message_id)),
+            "timestamp" => Some(ValueRef::Datetime(self.timestamp)),
+            _ => self.traits.get(name).map(TraitValue::as_ref),
+        }
+    }
+
+    /// The event's datetime values (the envelope timestamp and every datetime
+    /// trait): the variables a timex criterion is evaluated with.
+    pub fn datetime(&self, name: &str) -> Option<DateTime<Utc>> {
+        self.get(name).and_then(ValueRef::as_datetime)
+    }
+}
+
+/// Timex expressions in criteria see the event's datetime values as variables.
+impl crate::timex::Variables for Event {
+    fn get(&self, name: &str) -> Option<DateTime<Utc>> {
+        self.datetime(name)
+    }
+}

@@ -9,4 +9,8 @@
 
 pub mod distiller;
 pub mod event;
+pub mod notabene;
+pub mod observe;
+pub mod store;
 pub mod timex;
+pub mod winchester;

@@ -71,6 +71,8 @@ pub enum Dropped {
     InvalidTimestamp { field: &'static str, value: String },
     /// The matching definition extracted no trait at all.
     NoTraits { event_type: String },
+    /// An envelope field longer than the stores accept.
+    TooLong { field: &'static str, len: usize },
 }
 
 impl fmt::Display for Dropped {
@@ -89,6 +91,11 @@ impl fmt::Display for Dropped {
             Dropped::NoTraits { event_type } => {
                 write!(f, "no traits extracted for event_type '{event_type}'")
             }
+            Dropped::TooLong { field, len } => write!(
+                f,
+                "{field} is {len} characters long (at most {} are accepted)",
+                super::MAX_ENVELOPE_CHARS
+            ),
         }
     }
 }

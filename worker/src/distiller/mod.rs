@@ -39,7 +39,7 @@ pub use path::FieldPath;
 pub use pattern::{Glob, TypeMatcher};
 pub use plugins::{Bitfield, Flag, Plugin, Split};
 
-use crate::event::Event;
+use crate::event::{Event, TraitValue};
 use chrono::{DateTime, Utc};
 use definitions::Definition;
 use serde_json::Value;
@@ -136,6 +136,14 @@ impl Distiller {
         let body = n.as_object().ok_or(Dropped::NotAnObject)?;
         let event_type = required_str(body.get("event_type"), "event_type")?;
         let message_id = required_str(body.get("message_id"), "message_id")?;
+        // Both are stored in 255-character columns; longer ones are not real
+        // notifications, and must not fail the batch they arrive in.
+        for (field, value) in [("event_type", event_type), ("message_id", message_id)] {
+            let len = value.chars().count();
+            if len > MAX_ENVELOPE_CHARS {
+                return Err(Dropped::TooLong { field, len });
+            }
+        }
 
         let def = self
             .definitions
@@ -163,8 +171,14 @@ impl Distiller {
                     .value(&t.fields, n)
                     .and_then(|v| convert::convert(&v, t.ty)),
             };
-            if let Some(v) = value {
-                traits.insert(t.name.clone(), v);
+            match value {
+                // NaN and infinities (from strings such as "nan") cannot be stored or
+                // compared: the trait is omitted like any unconvertible value.
+                Some(TraitValue::Float(f)) if !f.is_finite() => {}
+                Some(v) => {
+                    traits.insert(t.name.clone(), v);
+                }
+                None => {}
             }
         }
         if traits.is_empty() {
@@ -180,6 +194,9 @@ impl Distiller {
         })
     }
 }
+
+/// The longest event_type or message_id accepted (the stores' column width).
+pub const MAX_ENVELOPE_CHARS: usize = 255;
 
 fn required_str<'a>(v: Option<&'a Value>, field: &'static str) -> Result<&'a str, Dropped> {
     match v {
@@ -213,8 +230,30 @@ fn envelope_time(v: Option<&Value>, field: &'static str) -> Result<Option<DateTi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::TraitValue;
     use serde_json::json;
+
+    #[test]
+    fn overlong_envelope_fields_and_non_finite_floats_are_refused() {
+        let d = Distiller::from_yaml(
+            "- event_type: '*'\n  traits:\n    f: {fields: payload.f, type: float}\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let long = "x".repeat(MAX_ENVELOPE_CHARS + 1);
+        let n = json!({"event_type": "a", "message_id": long, "publisher_id": "p"});
+        assert!(matches!(
+            d.distill_at(&n, now()),
+            Err(Dropped::TooLong {
+                field: "message_id",
+                ..
+            })
+        ));
+        let n = json!({"event_type": "a", "message_id": "m", "publisher_id": "p",
+                       "payload": {"f": "nan"}});
+        let e = d.distill_at(&n, now()).unwrap();
+        assert!(!e.traits.contains_key("f"), "NaN omitted");
+        assert!(e.traits.contains_key("service"));
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_425_000_000, 0).unwrap()

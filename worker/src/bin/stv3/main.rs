@@ -5,7 +5,10 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod check_config;
+mod db;
 mod distill;
+mod replay;
 mod timex;
 
 #[derive(Parser)]
@@ -17,8 +20,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check a winchester.yaml and every file it names; exits non-zero listing every problem.
+    CheckConfig(check_config::Args),
+    /// Database schema management (`db upgrade`).
+    Db(db::Args),
     /// Distill notifications (JSON Lines) into events, one JSON line per input.
     Distill(distill::Args),
+    /// Dry-run trigger and pipeline definitions over recorded notifications.
+    Replay(replay::Args),
     /// Evaluate a timex expression.
     Timex(timex::Args),
 }
@@ -26,7 +35,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::CheckConfig(args) => check_config::run(args),
+        Command::Db(args) => db::run(args),
         Command::Distill(args) => distill::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Timex(args) => timex::run(args),
     };
     match result {

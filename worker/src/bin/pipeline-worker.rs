@@ -1,0 +1,113 @@
+//! `pipeline-worker --config winchester.yaml`: fires and expires streams.
+//!
+//! Any number of these may run against one database; each stream is processed by one
+//! of them. SIGTERM finishes the stream in hand and exits 0.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use worker::notabene::AmqpPublisher;
+use worker::observe;
+use worker::store;
+use worker::winchester::clock::SystemClock;
+use worker::winchester::config::load_config;
+use worker::winchester::engine::Engine;
+use worker::winchester::worker::WorkerMetrics;
+
+#[derive(Parser)]
+#[command(
+    name = "pipeline-worker",
+    version,
+    about = "StackTach.v3 pipeline worker"
+)]
+struct Args {
+    /// winchester.yaml
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9101")]
+    metrics_listen: SocketAddr,
+    /// Name in logs (default: pipeline-worker-<pid>).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn main() -> ExitCode {
+    observe::init_logging();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode> {
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            // A bad configuration never starts a worker.
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let shutdown = observe::shutdown_on_signals();
+    let health = observe::Health::default();
+    let metrics = WorkerMetrics::new();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let bound = observe::serve(
+        args.metrics_listen,
+        Arc::new(registry),
+        health.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
+    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+
+    let url = config.settings.database.url.clone();
+    // Wait for the database rather than crash-looping while it starts.
+    let store = loop {
+        match store::open(&url).await {
+            Ok(s) => break s,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying in 5s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+            }
+            Err(e) => return Err(e).context(format!("opening {}", store::redact_url(&url))),
+        }
+    };
+    let engine = Engine::new(
+        &config,
+        store,
+        Arc::new(SystemClock),
+        Arc::new(AmqpPublisher::default()),
+    )?;
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("pipeline-worker-{}", std::process::id()));
+    let worker = engine.worker(name).with_metrics(metrics);
+    health.set_ready(true);
+    worker.run(shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}

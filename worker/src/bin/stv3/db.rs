@@ -1,0 +1,75 @@
+//! `stv3 db upgrade --config winchester.yaml [--database URL]`: applies the schema
+//! migrations (the successor of `winchester_db upgrade head`).
+//!
+//! Only `database.url` is read from `winchester.yaml` here (TODO: switch to the shared
+//! winchester configuration loader once it lands).
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use worker::store::{self, redact_url};
+use worker::winchester::config::parse_settings;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: DbCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum DbCommand {
+    /// Create the schema, or bring it up to date (idempotent).
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(clap::Args)]
+struct UpgradeArgs {
+    /// winchester.yaml, whose `database.url` names the database.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The database URL, instead of (or overriding) the configuration's.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+fn database_url(args: &UpgradeArgs) -> Result<String> {
+    if let Some(url) = &args.database {
+        return Ok(url.clone());
+    }
+    let Some(path) = &args.config else {
+        bail!("give --config winchester.yaml or --database URL");
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // The shared loader: the same parsing and errors as every other reader of the file.
+    match parse_settings(&text, &path.display().to_string()) {
+        Ok((settings, _warnings)) => Ok(settings.database.url),
+        Err(errors) => bail!("{errors}"),
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    match args.command {
+        DbCommand::Upgrade(args) => {
+            let url = database_url(&args)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let store = store::open(&url)
+                    .await
+                    .with_context(|| format!("cannot open {}", redact_url(&url)))?;
+                store
+                    .migrate()
+                    .await
+                    .with_context(|| format!("cannot upgrade {}", redact_url(&url)))?;
+                println!(
+                    "database {} ({}) is up to date",
+                    redact_url(&url),
+                    store.backend()
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! [`SqlStore`]: the [`Store`] written once over a [`Backend`]. The backends
+//! ([`super::sqlite`], [`super::mysql`]) supply connections, migrations and a few
+//! dialect bits; every query and algorithm lives here and in [`super::ingest`].
+
+use super::rows::{
+    dist_condition, events_from_rows, micros, stream_from_row, streams_from_rows, trait_args,
+    trait_type, EVENT_COLS, STREAM_COLS, TRAIT_COLS,
+};
+use super::sql::{in_statements, is_conflict, Arg, Backend, Conn, DbRow, Sql};
+use super::{
+    EventQuery, IngestReport, Outcome, Page, ReadyKind, Store, StoreError, StoredEvent, Stream,
+    StreamId, StreamQuery, StreamRules, StreamState, TraitOp,
+};
+use crate::event::{Event, TraitType, TraitValue};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A [`Store`] over one SQL backend.
+pub struct SqlStore<B: Backend> {
+    pub(crate) backend: B,
+    /// Event type name → id, filled after commits (never with uncommitted ids).
+    pub(crate) type_ids: Mutex<HashMap<String, i64>>,
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub fn new(backend: B) -> Self {
+        SqlStore {
+            backend,
+            type_ids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn backend_ref(&self) -> &B {
+        &self.backend
+    }
+}
+
+/// Attempts of a transaction that keeps losing races (deadlock, busy, unique key).
+const ATTEMPTS: u32 = 8;
+
+/// Runs `op` again (after a jittered, growing pause) while it loses races; a
+/// database that went away is reported at once (the caller backs off).
+pub(crate) async fn retrying<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(e) if is_conflict(&e) && attempt + 1 < ATTEMPTS => {
+                attempt += 1;
+                tracing::debug!(attempt, error = %e, "retrying store transaction");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Half fixed, half random: 5 ms doubling per attempt, capped at 400 ms.
+fn backoff(attempt: u32) -> Duration {
+    let base = (5u64 << attempt.min(7)).min(400);
+    let random = (uuid::Uuid::new_v4().as_u128() % 1000) as u64;
+    Duration::from_micros(base * 500 + base * random / 2)
+}
+
+fn limit_arg(limit: u64) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// ` AND id < after ORDER BY id DESC LIMIT n` (or ascending from above `after`).
+fn push_page<'a>(sql: &mut Sql<'a>, page: &Page, id_col: &str) {
+    if let Some(after) = page.after {
+        sql.push(&format!(
+            " AND {id_col} {} ",
+            if page.ascending { ">" } else { "<" }
+        ))
+        .bind(after);
+    }
+    sql.push(&format!(
+        " ORDER BY {id_col} {}",
+        if page.ascending { "ASC" } else { "DESC" }
+    ));
+    if let Some(limit) = page.limit {
+        sql.push(" LIMIT ").bind(limit_arg(limit));
+    }
+}
+
+fn push_stream_filters<'a>(sql: &mut Sql<'a>, q: &'a StreamQuery) {
+    sql.push(" WHERE 1 = 1");
+    if let Some(id) = q.stream_id {
+        sql.push(" AND id = ").bind(id);
+    }
+    if let Some(state) = q.state {
+        sql.push(" AND state = ").bind(state.as_i16());
+    }
+    if let Some(t) = q.older_than {
+        sql.push(" AND first_event < ").bind(micros(t));
+    }
+    if let Some(t) = q.younger_than {
+        sql.push(" AND last_event > ").bind(micros(t));
+    }
+    if let Some(name) = &q.name {
+        sql.push(" AND name = ").bind(name.as_str());
+    }
+    for (name, value) in &q.distinguishing_traits {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM stream_dist_trait d WHERE d.stream_id = stream.id \
+             AND d.name = ",
+        )
+        .bind(name.as_str())
+        .push(" AND ");
+        dist_condition(value, sql);
+        sql.push(")");
+    }
+}
+
+fn op_sql(op: TraitOp) -> &'static str {
+    match op {
+        TraitOp::Eq => "=",
+        TraitOp::Ne => "<>",
+        TraitOp::Lt => "<",
+        TraitOp::Le => "<=",
+        TraitOp::Gt => ">",
+        TraitOp::Ge => ">=",
+    }
+}
+
+/// FROM and WHERE of an event listing (aliases `e`, `et`).
+fn push_event_filters<'a>(sql: &mut Sql<'a>, q: &'a EventQuery) {
+    sql.push(" FROM event e JOIN event_type et ON et.id = e.event_type_id WHERE 1 = 1");
+    if let Some(t) = q.from {
+        sql.push(" AND e.generated > ").bind(micros(t));
+    }
+    if let Some(t) = q.to {
+        sql.push(" AND e.generated <= ").bind(micros(t));
+    }
+    if let Some(name) = &q.event_type {
+        sql.push(" AND et.name = ").bind(name.as_str());
+    }
+    for f in &q.traits {
+        let (col, arg): (&str, Arg<'a>) = match &f.value {
+            TraitValue::Text(s) => ("t_string", s.as_str().into()),
+            TraitValue::Int(i) => ("t_int", Arg::Int(*i)),
+            TraitValue::Float(v) => ("t_float", Arg::Float(*v)),
+            TraitValue::Datetime(d) => ("t_datetime", Arg::Int(micros(*d))),
+        };
+        sql.push(" AND EXISTS (SELECT 1 FROM event_trait t WHERE t.event_id = e.id AND t.name = ")
+            .bind(f.name.as_str())
+            .push(&format!(" AND t.{col} {} ", op_sql(f.op)))
+            .bind(arg)
+            .push(")");
+    }
+}
+
+fn count_from<R: DbRow>(rows: &[R]) -> Result<u64, StoreError> {
+    let n = match rows.first() {
+        Some(r) => r.int(0)?,
+        None => 0,
+    };
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// Loads the traits of the events `heads` names and assembles them.
+    async fn load_events(
+        conn: &mut B::Conn,
+        heads: Vec<<B::Conn as Conn>::Row>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let ids = heads
+            .iter()
+            .map(|r| r.int(0).map(Arg::Int))
+            .collect::<Result<Vec<_>, _>>()?;
+        let prefix = Sql::new(format!(
+            "SELECT {TRAIT_COLS} FROM event_trait WHERE event_id IN "
+        ));
+        let traits = conn
+            .fetch_all(&in_statements(&prefix, "", ids, B::LIMITS))
+            .await?;
+        events_from_rows(&heads, &traits)
+    }
+
+    /// Deletes a stream and its memberships and distinguishing traits, if it is
+    /// still at `serial` (when given). True when there was such a stream.
+    async fn delete_stream_tx(
+        &self,
+        id: StreamId,
+        serial: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.backend.begin_write().await?;
+        let mut del = Sql::new("DELETE FROM stream WHERE id = ");
+        del.bind(id);
+        if let Some(serial) = serial {
+            del.push(" AND state_serial_no = ").bind(serial);
+        }
+        if conn.execute(&del).await? == 0 {
+            return Ok(false);
+        }
+        for table in ["stream_event", "stream_dist_trait"] {
+            let mut sql = Sql::new(format!("DELETE FROM {table} WHERE stream_id = "));
+            sql.bind(id);
+            conn.execute(&sql).await?;
+        }
+        conn.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_once(
+        &self,
+        kind: ReadyKind,
+        now: DateTime<Utc>,
+        limit: u32,
+        claim_until: DateTime<Utc>,
+    ) -> Result<Vec<Stream>, StoreError> {
+        let (states, col, to) = match kind {
+            ReadyKind::Fire => (
+                [StreamState::Active, StreamState::RetryFire],
+                "fire_timestamp",
+                StreamState::Firing,
+            ),
+            ReadyKind::Expire => (
+                [StreamState::Active, StreamState::RetryExpire],
+                "expire_timestamp",
+                StreamState::Expiring,
+            ),
+        };
+        let mut conn = self.backend.begin_write().await?;
+        let mut select = Sql::new("SELECT id FROM stream WHERE state IN ");
+        select
+            .bind_tuple(states.map(|s| Arg::from(s.as_i16())))
+            .push(&format!(" AND {col} < "))
+            .bind(micros(now))
+            .push(" LIMIT ")
+            .bind(i64::from(limit))
+            .push(B::FOR_UPDATE_SKIP_LOCKED);
+        let ids = conn
+            .fetch(&select)
+            .await?
+            .iter()
+            .map(|r| r.int(0).map(Arg::Int))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            conn.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut update = Sql::new("UPDATE stream SET state = ");
+        update
+            .bind(to.as_i16())
+            .push(", state_serial_no = state_serial_no + 1, open_key = NULL, claim_until = ")
+            .bind(micros(claim_until))
+            .push(" WHERE id IN ");
+        conn.execute_all(&in_statements(&update, "", ids.clone(), B::LIMITS))
+            .await?;
+        let prefix = Sql::new(format!("SELECT {STREAM_COLS} FROM stream WHERE id IN "));
+        let rows = conn
+            .fetch_all(&in_statements(&prefix, "", ids, B::LIMITS))
+            .await?;
+        let mut streams = streams_from_rows(&rows)?;
+        conn.commit().await?;
+        streams.sort_by_key(|s| {
+            let t = match kind {
+                ReadyKind::Fire => s.fire_timestamp,
+                ReadyKind::Expire => s.expire_timestamp,
+            };
+            (t, s.id)
+        });
+        Ok(streams)
+    }
+
+    async fn reset_once(&self, id: StreamId) -> Result<Stream, StoreError> {
+        let mut conn = self.backend.begin_write().await?;
+        let mut select = Sql::new(format!("SELECT {STREAM_COLS} FROM stream WHERE id = "));
+        select.bind(id).push(B::FOR_UPDATE);
+        let rows = conn.fetch(&select).await?;
+        let mut stream = match rows.first() {
+            Some(r) => stream_from_row(r)?.stream,
+            None => return Err(StoreError::NoSuchStream(id)),
+        };
+        let to = match stream.state {
+            StreamState::Error => StreamState::RetryFire,
+            StreamState::ExpireError => StreamState::RetryExpire,
+            state => return Err(StoreError::NotResettable { id, state }),
+        };
+        let mut update = Sql::new("UPDATE stream SET state = ");
+        update
+            .bind(to.as_i16())
+            .push(", state_serial_no = state_serial_no + 1 WHERE id = ")
+            .bind(id);
+        conn.execute(&update).await?;
+        conn.commit().await?;
+        stream.state = to;
+        stream.state_serial_no += 1;
+        Ok(stream)
+    }
+
+    async fn trim_once(&self, older_than: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut conn = self.backend.begin_write().await?;
+        let mut select = Sql::new("SELECT id FROM event WHERE generated < ");
+        select
+            .bind(micros(older_than))
+            .push(" ORDER BY generated, id LIMIT ")
+            .bind(i64::from(limit))
+            .push(B::FOR_UPDATE);
+        let ids = conn
+            .fetch(&select)
+            .await?
+            .iter()
+            .map(|r| r.int(0).map(Arg::Int))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            conn.commit().await?;
+            return Ok(0);
+        }
+        for (table, col) in [
+            ("stream_event", "event_id"),
+            ("event_trait", "event_id"),
+            ("event", "id"),
+        ] {
+            let prefix = Sql::new(format!("DELETE FROM {table} WHERE {col} IN "));
+            conn.execute_all(&in_statements(&prefix, "", ids.clone(), B::LIMITS))
+                .await?;
+        }
+        conn.commit().await?;
+        Ok(ids.len() as u64)
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    fn backend(&self) -> &'static str {
+        B::NAME
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.backend.migrate().await
+    }
+
+    async fn ingest(
+        &self,
+        events: &[Event],
+        rules: &dyn StreamRules,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError> {
+        if events.is_empty() {
+            return Ok(IngestReport::default());
+        }
+        let (report, learned) =
+            retrying(move || super::ingest::ingest_once(self, events, rules, now)).await?;
+        if !learned.is_empty() {
+            if let Ok(mut cache) = self.type_ids.lock() {
+                cache.extend(learned);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn claim_ready(
+        &self,
+        kind: ReadyKind,
+        now: DateTime<Utc>,
+        limit: u32,
+        claim_until: DateTime<Utc>,
+    ) -> Result<Vec<Stream>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        retrying(move || self.claim_once(kind, now, limit, claim_until)).await
+    }
+
+    async fn release_expired_claims(&self, wall_now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut sql = Sql::new("UPDATE stream SET state = CASE state WHEN ");
+        sql.bind(StreamState::Firing.as_i16())
+            .push(" THEN ")
+            .bind(StreamState::RetryFire.as_i16())
+            .push(" ELSE ")
+            .bind(StreamState::RetryExpire.as_i16())
+            .push(
+                " END, state_serial_no = state_serial_no + 1, claim_until = NULL \
+                 WHERE state IN ",
+            )
+            .bind_tuple([
+                Arg::from(StreamState::Firing.as_i16()),
+                Arg::from(StreamState::Expiring.as_i16()),
+            ])
+            .push(" AND claim_until < ")
+            .bind(micros(wall_now));
+        let sql = &sql;
+        retrying(move || async move {
+            let mut conn = self.backend.begin_write().await?;
+            let n = conn.execute(sql).await?;
+            conn.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn stream_events(&self, stream_id: StreamId) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        let mut heads = Sql::new(format!(
+            "SELECT {EVENT_COLS} FROM stream_event se JOIN event e ON e.id = se.event_id \
+             JOIN event_type et ON et.id = e.event_type_id WHERE se.stream_id = "
+        ));
+        heads
+            .bind(stream_id)
+            .push(" ORDER BY se.generated, se.event_id");
+        let heads = conn.fetch(&heads).await?;
+        let mut traits = Sql::new(
+            "SELECT t.event_id, t.name, t.type, t.t_string, t.t_int, t.t_float, t.t_datetime \
+             FROM stream_event se JOIN event_trait t ON t.event_id = se.event_id \
+             WHERE se.stream_id = ",
+        );
+        traits.bind(stream_id);
+        let traits = conn.fetch(&traits).await?;
+        events_from_rows(&heads, &traits)
+    }
+
+    async fn finish_stream(
+        &self,
+        stream_id: StreamId,
+        serial: i64,
+        outcome: Outcome,
+    ) -> Result<bool, StoreError> {
+        let state = match outcome {
+            Outcome::Purge => {
+                return retrying(move || self.delete_stream_tx(stream_id, Some(serial))).await
+            }
+            Outcome::Completed => StreamState::Completed,
+            Outcome::Error => StreamState::Error,
+            Outcome::ExpireError => StreamState::ExpireError,
+        };
+        let mut sql = Sql::new("UPDATE stream SET state = ");
+        sql.bind(state.as_i16())
+            .push(", state_serial_no = state_serial_no + 1, claim_until = NULL WHERE id = ")
+            .bind(stream_id)
+            .push(" AND state_serial_no = ")
+            .bind(serial);
+        let sql = &sql;
+        retrying(move || async move {
+            let mut conn = self.backend.begin_write().await?;
+            let n = conn.execute(sql).await?;
+            conn.commit().await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn trim_events(&self, older_than: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        retrying(move || self.trim_once(older_than, limit)).await
+    }
+
+    async fn get_stream(&self, id: StreamId) -> Result<Option<Stream>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        let mut sql = Sql::new(format!("SELECT {STREAM_COLS} FROM stream WHERE id = "));
+        sql.bind(id);
+        let rows = conn.fetch(&sql).await?;
+        rows.first()
+            .map(|r| stream_from_row(r).map(|s| s.stream))
+            .transpose()
+    }
+
+    async fn find_streams(&self, query: &StreamQuery) -> Result<Vec<Stream>, StoreError> {
+        let mut sql = Sql::new(format!("SELECT {STREAM_COLS} FROM stream"));
+        push_stream_filters(&mut sql, query);
+        push_page(&mut sql, &query.page, "id");
+        let mut conn = self.backend.read().await?;
+        streams_from_rows(&conn.fetch(&sql).await?)
+    }
+
+    async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError> {
+        let mut sql = Sql::new("SELECT COUNT(*) FROM stream");
+        push_stream_filters(&mut sql, query);
+        let mut conn = self.backend.read().await?;
+        count_from(&conn.fetch(&sql).await?)
+    }
+
+    async fn delete_stream(&self, id: StreamId) -> Result<bool, StoreError> {
+        retrying(move || self.delete_stream_tx(id, None)).await
+    }
+
+    async fn reset_stream(&self, id: StreamId) -> Result<Stream, StoreError> {
+        retrying(move || self.reset_once(id)).await
+    }
+
+    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let mut sql = Sql::new(format!(
+            "SELECT {EVENT_COLS} FROM event e JOIN event_type et ON et.id = e.event_type_id \
+             WHERE e.message_id = "
+        ));
+        sql.bind(message_id);
+        let mut conn = self.backend.read().await?;
+        let heads = conn.fetch(&sql).await?;
+        Ok(Self::load_events(&mut conn, heads)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn find_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut sql = Sql::new(format!("SELECT {EVENT_COLS}"));
+        push_event_filters(&mut sql, query);
+        push_page(&mut sql, &query.page, "e.id");
+        let mut conn = self.backend.read().await?;
+        let heads = conn.fetch(&sql).await?;
+        Self::load_events(&mut conn, heads).await
+    }
+
+    async fn count_events(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let mut sql = Sql::new("SELECT COUNT(*)");
+        push_event_filters(&mut sql, query);
+        let mut conn = self.backend.read().await?;
+        count_from(&conn.fetch(&sql).await?)
+    }
+
+    async fn event_types(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        let rows = conn
+            .fetch(&Sql::new("SELECT name FROM event_type ORDER BY name"))
+            .await?;
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
+    async fn trait_names(&self, event_type: &str) -> Result<Vec<(String, TraitType)>, StoreError> {
+        let mut sql = Sql::new(
+            "SELECT DISTINCT t.name, t.type FROM event_trait t \
+             JOIN event e ON e.id = t.event_id JOIN event_type et ON et.id = e.event_type_id \
+             WHERE et.name = ",
+        );
+        sql.bind(event_type).push(" ORDER BY t.name, t.type");
+        let mut conn = self.backend.read().await?;
+        let rows = conn.fetch(&sql).await?;
+        rows.iter()
+            .map(|r| Ok((r.text(0)?, trait_type(r.int(1)?)?)))
+            .collect()
+    }
+}
+
+/// Trait rows `(event_id, name, type, t_string, t_int, t_float, t_datetime)` of an
+/// event, appended to `args` (for the ingest's multi-row insert).
+pub(crate) fn push_trait_rows<'a>(args: &mut Vec<Arg<'a>>, event_id: i64, event: &'a Event) {
+    for (name, value) in &event.traits {
+        args.push(Arg::Int(event_id));
+        args.push(name.as_str().into());
+        args.extend(trait_args(value));
+    }
+}

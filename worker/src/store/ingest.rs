@@ -1,0 +1,472 @@
+//! The batched ingest transaction, written once for both backends.
+//!
+//! One transaction and a fixed number of statements per batch, whatever its size
+//! (statements only split at the backend's bind/packet limits):
+//! 1. which message_ids are already stored (`SELECT … IN`); duplicates within the
+//!    batch are dropped first (the first occurrence wins);
+//! 2. event type ids (cached per store; unknown names inserted-or-skipped, then
+//!    selected);
+//! 3. the new events (multi-row INSERT), their ids (`RETURNING`, or selected back by
+//!    message_id: auto-increment ids are not assumed consecutive);
+//! 4. their traits (multi-row INSERT);
+//! 5. routing by the [`StreamRules`], grouped by stream key;
+//! 6. the open streams of those keys (one SELECT, `FOR UPDATE` on MySQL); an open
+//!    stream whose `expire_timestamp <= now` is closed for collection and replaced;
+//! 7. bookkeeping folded in by the rules, written back in one upsert (closings too),
+//!    then the new streams inserted (the unique `open_key` makes a racing creator
+//!    fail, and the caller's retry joins the winner's stream);
+//! 8. stream memberships and the new streams' distinguishing traits (multi-row).
+
+use super::bookkeeping::{encode_counts, StreamBookkeeping};
+use super::engine::{push_trait_rows, SqlStore};
+use super::rows::{dist_args, micros, stream_from_row, StreamRow, STREAM_COLS};
+use super::sql::{in_statements, values_statements, Arg, Backend, Conn, DbRow, Sql};
+use super::{DistinguishingTraits, IngestReport, StoreError, StreamRules, StreamState};
+use crate::event::Event;
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Event types learned by a transaction, to cache once it commits.
+pub(crate) type Learned = Vec<(String, i64)>;
+
+/// Columns of a stream row as the ingest writes them.
+const STREAM_WRITE_COLS: &str = "name, state, state_serial_no, first_event, last_event, \
+     expire_timestamp, fire_timestamp, open_key, dist_traits, fire_counts, event_count";
+/// What the write-back of an existing stream changes.
+const STREAM_UPDATED_COLS: [&str; 7] = [
+    "first_event",
+    "last_event",
+    "expire_timestamp",
+    "fire_timestamp",
+    "open_key",
+    "fire_counts",
+    "event_count",
+];
+
+/// The new events of one stream key.
+struct Group {
+    trigger: Arc<str>,
+    dist: DistinguishingTraits,
+    key: String,
+    /// Index into the fresh events, and that event's fire-criterion matches.
+    members: Vec<(usize, Vec<bool>)>,
+}
+
+/// One stream row to write: an existing one (upserted by id) or a new one.
+struct StreamWrite<'a> {
+    name: &'a str,
+    serial: i64,
+    open_key: Option<&'a str>,
+    dist_json: String,
+    bk: StreamBookkeeping,
+}
+
+impl<'a> StreamWrite<'a> {
+    fn push_args(self, args: &mut Vec<Arg<'a>>) -> Result<(), StoreError> {
+        let first = self.bk.first_event.map(micros).unwrap_or_default();
+        let last = self.bk.last_event.map(micros).unwrap_or(first);
+        args.push(self.name.into());
+        args.push(StreamState::Active.as_i16().into());
+        args.push(Arg::Int(self.serial));
+        args.push(Arg::Int(first));
+        args.push(Arg::Int(last));
+        args.push(self.bk.expire_timestamp.map(micros).into());
+        args.push(self.bk.fire_timestamp.map(micros).into());
+        args.push(self.open_key.into());
+        args.push(self.dist_json.into());
+        args.push(encode_counts(&self.bk.fire_counts).into());
+        args.push(Arg::Int(i64::try_from(self.bk.event_count).map_err(
+            |_| StoreError::Rules(format!("event count {} out of range", self.bk.event_count)),
+        )?));
+        Ok(())
+    }
+}
+
+fn bookkeeping_of(row: &StreamRow, fire_len: usize) -> StreamBookkeeping {
+    let s = &row.stream;
+    let mut fire_counts = s.fire_counts.clone();
+    // A trigger whose fire criteria changed since the stream was created.
+    fire_counts.resize(fire_len, 0);
+    StreamBookkeeping {
+        first_event: Some(s.first_event),
+        last_event: Some(s.last_event),
+        expire_timestamp: s.expire_timestamp,
+        fire_timestamp: s.fire_timestamp,
+        fire_counts,
+        event_count: s.event_count,
+    }
+}
+
+/// Inserts rows into `table` and returns `key_col → id` for them.
+async fn insert_returning_ids<'a, B: Backend>(
+    conn: &mut B::Conn,
+    table: &str,
+    cols: &str,
+    width: usize,
+    args: Vec<Arg<'a>>,
+    key_col: &str,
+    keys: Vec<Arg<'a>>,
+) -> Result<HashMap<String, i64>, StoreError> {
+    let head = format!("INSERT INTO {table} ({cols})");
+    let rows = if B::RETURNING {
+        let tail = format!(" RETURNING id, {key_col}");
+        conn.fetch_all(&values_statements(&head, &tail, width, args, B::LIMITS))
+            .await?
+    } else {
+        conn.execute_all(&values_statements(&head, "", width, args, B::LIMITS))
+            .await?;
+        let prefix = Sql::new(format!(
+            "SELECT id, {key_col} FROM {table} WHERE {key_col} IN "
+        ));
+        conn.fetch_all(&in_statements(&prefix, "", keys, B::LIMITS))
+            .await?
+    };
+    rows.iter().map(|r| Ok((r.text(1)?, r.int(0)?))).collect()
+}
+
+/// Event type ids for `names`, from the cache or the database.
+async fn event_type_ids<B: Backend>(
+    store: &SqlStore<B>,
+    conn: &mut B::Conn,
+    names: HashSet<&str>,
+) -> Result<(HashMap<String, i64>, Learned), StoreError> {
+    let mut ids = HashMap::with_capacity(names.len());
+    let mut missing = Vec::new();
+    {
+        let cache = store.type_ids.lock().ok();
+        for name in names {
+            match cache.as_ref().and_then(|c| c.get(name)) {
+                Some(&id) => {
+                    ids.insert(name.to_string(), id);
+                }
+                None => missing.push(name),
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok((ids, Vec::new()));
+    }
+    let args: Vec<Arg> = missing.iter().map(|n| Arg::from(*n)).collect();
+    let insert = values_statements(
+        "INSERT INTO event_type (name)",
+        B::ON_CONFLICT_SKIP,
+        1,
+        args.clone(),
+        B::LIMITS,
+    );
+    conn.execute_all(&insert).await?;
+    let prefix = Sql::new("SELECT id, name FROM event_type WHERE name IN ");
+    let rows = conn
+        .fetch_all(&in_statements(&prefix, "", args, B::LIMITS))
+        .await?;
+    let mut learned = Vec::with_capacity(rows.len());
+    for r in &rows {
+        learned.push((r.text(1)?, r.int(0)?));
+    }
+    ids.extend(learned.iter().cloned());
+    if let Some(name) = missing.iter().find(|n| !ids.contains_key(**n)) {
+        return Err(StoreError::Database(format!(
+            "event type {name:?} was not stored"
+        )));
+    }
+    Ok((ids, learned))
+}
+
+/// One attempt at the ingest transaction (the caller retries transient failures).
+pub(crate) async fn ingest_once<B: Backend>(
+    store: &SqlStore<B>,
+    events: &[Event],
+    rules: &dyn StreamRules,
+    now: DateTime<Utc>,
+) -> Result<(IngestReport, Learned), StoreError> {
+    let limits = B::LIMITS;
+    let mut report = IngestReport::default();
+    let mut seen = HashSet::with_capacity(events.len());
+    let batch: Vec<&Event> = events
+        .iter()
+        .filter(|e| seen.insert(e.message_id.as_str()))
+        .collect();
+
+    let mut conn = store.backend.begin_write().await?;
+
+    // 1. Already stored?
+    let prefix = Sql::new("SELECT message_id FROM event WHERE message_id IN ");
+    let keys: Vec<Arg> = batch.iter().map(|e| e.message_id.as_str().into()).collect();
+    let existing = conn
+        .fetch_all(&in_statements(&prefix, "", keys, limits))
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<HashSet<String>, _>>()?;
+    let fresh: Vec<&Event> = batch
+        .into_iter()
+        .filter(|e| !existing.contains(&e.message_id))
+        .collect();
+    report.duplicates = (events.len() - fresh.len()) as u64;
+    report.stored = fresh.len() as u64;
+    if fresh.is_empty() {
+        conn.commit().await?;
+        return Ok((report, Vec::new()));
+    }
+
+    // 2. Event types.
+    let names = fresh.iter().map(|e| e.event_type.as_str()).collect();
+    let (type_ids, learned) = event_type_ids(store, &mut conn, names).await?;
+
+    // 3. Events and their ids.
+    let mut args = Vec::with_capacity(fresh.len() * 3);
+    let mut keys = Vec::with_capacity(fresh.len());
+    for e in &fresh {
+        let type_id = type_ids.get(&e.event_type).copied().unwrap_or_default();
+        args.push(e.message_id.as_str().into());
+        args.push(Arg::Int(type_id));
+        args.push(Arg::Int(micros(e.timestamp)));
+        keys.push(e.message_id.as_str().into());
+    }
+    let by_message = insert_returning_ids::<B>(
+        &mut conn,
+        "event",
+        "message_id, event_type_id, generated",
+        3,
+        args,
+        "message_id",
+        keys,
+    )
+    .await?;
+    let event_ids = fresh
+        .iter()
+        .map(|e| {
+            by_message.get(&e.message_id).copied().ok_or_else(|| {
+                StoreError::Database(format!("event {:?} was not stored", e.message_id))
+            })
+        })
+        .collect::<Result<Vec<i64>, _>>()?;
+
+    // 4. Traits.
+    let mut args = Vec::new();
+    for (e, &id) in fresh.iter().zip(&event_ids) {
+        push_trait_rows(&mut args, id, e);
+    }
+    conn.execute_all(&values_statements(
+        "INSERT INTO event_trait (event_id, name, type, t_string, t_int, t_float, t_datetime)",
+        "",
+        7,
+        args,
+        limits,
+    ))
+    .await?;
+
+    // 5. Routing.
+    let mut groups: Vec<Group> = Vec::new();
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    for (i, e) in fresh.iter().enumerate() {
+        for route in rules.route(e) {
+            match by_key.get(&route.key) {
+                Some(&g) => groups[g].members.push((i, route.fire_matches)),
+                None => {
+                    by_key.insert(route.key.clone(), groups.len());
+                    groups.push(Group {
+                        trigger: route.trigger_name,
+                        dist: route.distinguishing_traits,
+                        key: route.key,
+                        members: vec![(i, route.fire_matches)],
+                    });
+                }
+            }
+        }
+    }
+    if groups.is_empty() {
+        conn.commit().await?;
+        return Ok((report, learned));
+    }
+
+    // 6. Open streams of those keys.
+    let prefix = Sql::new(format!(
+        "SELECT {STREAM_COLS} FROM stream WHERE open_key IN "
+    ));
+    let keys: Vec<Arg> = groups.iter().map(|g| g.key.as_str().into()).collect();
+    let mut open: HashMap<String, StreamRow> = HashMap::new();
+    for r in conn
+        .fetch_all(&in_statements(&prefix, B::FOR_UPDATE, keys, limits))
+        .await?
+    {
+        let row = stream_from_row(&r)?;
+        if let Some(key) = row.open_key.clone() {
+            open.insert(key, row);
+        }
+    }
+
+    // 7. Bookkeeping.
+    let mut updates: Vec<(i64, StreamWrite)> = Vec::new();
+    let mut creates: Vec<(usize, StreamWrite)> = Vec::new();
+    let mut targets: Vec<Option<i64>> = vec![None; groups.len()];
+    let closed_rows: Vec<StreamRow>;
+    {
+        let mut closed = Vec::new();
+        for (gi, g) in groups.iter().enumerate() {
+            let appended: Vec<(DateTime<Utc>, &[bool])> = g
+                .members
+                .iter()
+                .map(|(i, m)| (fresh[*i].timestamp, m.as_slice()))
+                .collect();
+            let fire_len = g.members.first().map_or(0, |(_, m)| m.len());
+            let counts = report.per_trigger.entry(g.trigger.to_string()).or_default();
+            counts.added_events += g.members.len() as u64;
+            let joined = match open.remove(&g.key) {
+                Some(row) if row.stream.expire_timestamp.is_none_or(|t| t > now) => Some(row),
+                Some(row) => {
+                    closed.push(row);
+                    None
+                }
+                None => None,
+            };
+            let (mut bk, dist_json, serial) = match &joined {
+                Some(row) => (
+                    bookkeeping_of(row, fire_len),
+                    row.dist_json.clone(),
+                    row.stream.state_serial_no,
+                ),
+                None => (
+                    StreamBookkeeping {
+                        fire_counts: vec![0; fire_len],
+                        ..StreamBookkeeping::default()
+                    },
+                    serde_json::to_string(&g.dist)
+                        .map_err(|e| StoreError::Rules(format!("distinguishing traits: {e}")))?,
+                    0,
+                ),
+            };
+            let was_ready = bk.fire_timestamp.is_some();
+            rules.update(&g.trigger, &mut bk, &appended, now);
+            if bk.first_event.is_none() {
+                bk.first_event = appended.iter().map(|a| a.0).min();
+            }
+            if bk.last_event.is_none() {
+                bk.last_event = appended.iter().map(|a| a.0).max();
+            }
+            if !was_ready && bk.fire_timestamp.is_some() {
+                counts.ready_to_fire += 1;
+                report.streams_ready += 1;
+            }
+            let write = StreamWrite {
+                name: &g.trigger,
+                serial,
+                open_key: Some(&g.key),
+                dist_json,
+                bk,
+            };
+            match joined {
+                Some(row) => {
+                    targets[gi] = Some(row.stream.id);
+                    updates.push((row.stream.id, write));
+                }
+                None => {
+                    counts.new_streams += 1;
+                    report.streams_created += 1;
+                    creates.push((gi, write));
+                }
+            }
+        }
+        closed_rows = closed;
+    }
+    for row in &closed_rows {
+        let bk = bookkeeping_of(row, row.stream.fire_counts.len());
+        updates.push((
+            row.stream.id,
+            StreamWrite {
+                name: &row.stream.name,
+                serial: row.stream.state_serial_no,
+                open_key: None,
+                dist_json: row.dist_json.clone(),
+                bk,
+            },
+        ));
+    }
+
+    // Write-back of joined and closed streams (before the inserts, which may reuse a
+    // closed stream's open_key).
+    if !updates.is_empty() {
+        let mut args = Vec::with_capacity(updates.len() * 13);
+        for (id, write) in updates {
+            args.push(Arg::Int(id));
+            write.push_args(&mut args)?;
+            args.push(Arg::Null); // claim_until
+        }
+        let head = format!("INSERT INTO stream (id, {STREAM_WRITE_COLS}, claim_until)");
+        let tail = B::upsert_tail("id", &STREAM_UPDATED_COLS);
+        conn.execute_all(&values_statements(&head, &tail, 13, args, limits))
+            .await?;
+    }
+
+    // New streams.
+    let mut new_streams = Vec::with_capacity(creates.len());
+    if !creates.is_empty() {
+        let mut args = Vec::with_capacity(creates.len() * 11);
+        let mut keys = Vec::with_capacity(creates.len());
+        for (gi, write) in creates {
+            keys.push(groups[gi].key.as_str().into());
+            new_streams.push(gi);
+            write.push_args(&mut args)?;
+        }
+        let ids = insert_returning_ids::<B>(
+            &mut conn,
+            "stream",
+            STREAM_WRITE_COLS,
+            11,
+            args,
+            "open_key",
+            keys,
+        )
+        .await?;
+        for &gi in &new_streams {
+            let id = ids.get(&groups[gi].key).copied().ok_or_else(|| {
+                StoreError::Database(format!("stream {} was not stored", groups[gi].key))
+            })?;
+            targets[gi] = Some(id);
+        }
+    }
+
+    // 8. Memberships and distinguishing traits.
+    let mut args = Vec::new();
+    for (g, target) in groups.iter().zip(&targets) {
+        let Some(stream_id) = *target else { continue };
+        for (i, _) in &g.members {
+            args.push(Arg::Int(stream_id));
+            args.push(Arg::Int(event_ids[*i]));
+            args.push(Arg::Int(micros(fresh[*i].timestamp)));
+            report.stream_events += 1;
+        }
+    }
+    conn.execute_all(&values_statements(
+        "INSERT INTO stream_event (stream_id, event_id, generated)",
+        "",
+        3,
+        args,
+        limits,
+    ))
+    .await?;
+    let mut args = Vec::new();
+    for &gi in &new_streams {
+        let Some(stream_id) = targets[gi] else {
+            continue;
+        };
+        for (name, value) in &groups[gi].dist {
+            args.push(Arg::Int(stream_id));
+            args.push(name.as_str().into());
+            args.extend(dist_args(value));
+        }
+    }
+    conn.execute_all(&values_statements(
+        "INSERT INTO stream_dist_trait \
+         (stream_id, name, type, dt_string, dt_int, dt_float, dt_datetime, dt_begin, dt_end)",
+        "",
+        9,
+        args,
+        limits,
+    ))
+    .await?;
+
+    conn.commit().await?;
+    Ok((report, learned))
+}

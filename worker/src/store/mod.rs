@@ -1,0 +1,498 @@
+//! Storage: one interface ([`Store`]) over the embedded default (SQLite) and production
+//! (MySQL/MariaDB) databases.
+//!
+//! The engine never writes SQL: it asks the store to ingest a batch, claim ready streams,
+//! read a stream's events and record a pipeline's outcome. Every call is one transaction,
+//! so a batch of notifications is either wholly stored (events, traits, stream
+//! membership, stream bookkeeping) or not at all, which is what lets a consumer ack only
+//! after the commit.
+//!
+//! The store does not know trigger definitions. Inside the ingest transaction it asks a
+//! [`StreamRules`] (implemented by `winchester`) where each newly stored event goes and
+//! how a stream's bookkeeping changes, so the rules stay pure and testable while the
+//! store keeps the transaction.
+//!
+//! Design notes (see `docs/architecture.md` for the schema):
+//! - Datetimes are stored as microseconds since the Unix epoch (BIGINT) in both
+//!   databases: exact, compact, index-friendly, and free of driver time-zone handling.
+//! - At most one *open* stream exists per trigger and distinguishing traits; the database
+//!   enforces it with a unique `open_key` (NULL once the stream stops collecting), so two
+//!   ingest workers racing on the same key cannot both create one.
+//! - Fire criteria are counted incrementally (`fire_counts`), so adding an event never
+//!   reloads a stream's events.
+
+pub mod bookkeeping;
+pub mod engine;
+mod ingest;
+pub mod mysql;
+mod rows;
+pub mod sql;
+pub mod sqlite;
+
+use crate::event::{Event, TraitType};
+use crate::timex::TimeRange;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use bookkeeping::StreamBookkeeping;
+
+/// Database id of a stored event.
+pub type EventId = i64;
+/// Database id of a stream.
+pub type StreamId = i64;
+
+/// Errors from a store. `Unavailable` is the one callers retry (after a back-off):
+/// the database went away or a transaction lost a deadlock/serialization race.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("unsupported database URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("no stream with id {0}")]
+    NoSuchStream(StreamId),
+    #[error("stream {id} cannot be reset from state {state}")]
+    NotResettable { id: StreamId, state: StreamState },
+    #[error("stream rules failed: {0}")]
+    Rules(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True for errors worth retrying after a pause (connection lost, deadlock).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Stream states, with the integers the original stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    Active = 1,
+    Firing = 2,
+    Expiring = 3,
+    Error = 4,
+    ExpireError = 5,
+    Completed = 6,
+    RetryFire = 7,
+    RetryExpire = 8,
+}
+
+impl StreamState {
+    pub const ALL: [StreamState; 8] = [
+        StreamState::Active,
+        StreamState::Firing,
+        StreamState::Expiring,
+        StreamState::Error,
+        StreamState::ExpireError,
+        StreamState::Completed,
+        StreamState::RetryFire,
+        StreamState::RetryExpire,
+    ];
+
+    pub fn as_i16(self) -> i16 {
+        self as i16
+    }
+
+    pub fn from_i16(v: i16) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_i16() == v)
+    }
+
+    /// The state's name as the original API printed it (`active`, `retry_fire`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamState::Active => "active",
+            StreamState::Firing => "firing",
+            StreamState::Expiring => "expiring",
+            StreamState::Error => "error",
+            StreamState::ExpireError => "expire_error",
+            StreamState::Completed => "completed",
+            StreamState::RetryFire => "retry_fire",
+            StreamState::RetryExpire => "retry_expire",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for StreamState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The value of one distinguishing trait: a trait's value, or a time range when the
+/// trigger maps the trait through a timex expression (`timestamp: day`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum DistValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Datetime(DateTime<Utc>),
+    Range(TimeRange),
+}
+
+/// Distinguishing traits of a stream, by name (ordered, so their key is canonical).
+pub type DistinguishingTraits = BTreeMap<String, DistValue>;
+
+/// The canonical key of a trigger's stream for these distinguishing traits: a hex
+/// SHA-256 of the trigger name and the typed values, so it fits a fixed-width unique
+/// index whatever the traits are.
+pub fn stream_key(trigger_name: &str, traits: &DistinguishingTraits) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(trigger_name.as_bytes());
+    for (name, value) in traits {
+        h.update([0u8]);
+        h.update(name.as_bytes());
+        h.update([0u8]);
+        match value {
+            DistValue::Text(s) => {
+                h.update(b"s");
+                h.update(s.as_bytes());
+            }
+            DistValue::Int(i) => {
+                h.update(b"i");
+                h.update(i.to_le_bytes());
+            }
+            DistValue::Float(f) => {
+                h.update(b"f");
+                h.update(f.to_bits().to_le_bytes());
+            }
+            DistValue::Datetime(d) => {
+                h.update(b"d");
+                h.update(d.timestamp_micros().to_le_bytes());
+            }
+            DistValue::Range(r) => {
+                h.update(b"r");
+                h.update(r.begin.timestamp_micros().to_le_bytes());
+                h.update(r.end.timestamp_micros().to_le_bytes());
+            }
+        }
+    }
+    let digest = h.finalize();
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// A stored event with its database id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: EventId,
+    pub event: Event,
+}
+
+/// A stream as the engine and the API see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    pub id: StreamId,
+    /// The trigger definition's name (the original's `stream.name`).
+    pub name: String,
+    pub state: StreamState,
+    /// Bumped on every state change: the compare-and-set guard between workers.
+    pub state_serial_no: i64,
+    pub first_event: DateTime<Utc>,
+    pub last_event: DateTime<Utc>,
+    pub expire_timestamp: Option<DateTime<Utc>>,
+    pub fire_timestamp: Option<DateTime<Utc>>,
+    pub distinguishing_traits: DistinguishingTraits,
+    /// Events matched per fire criterion, in the trigger's criteria order.
+    pub fire_counts: Vec<u32>,
+    /// How many events the stream holds.
+    pub event_count: u64,
+    /// Until when a worker's claim (state firing/expiring) holds; after it, any
+    /// worker moves the stream to retry_fire/retry_expire.
+    pub claim_until: Option<DateTime<Utc>>,
+}
+
+/// Where a newly stored event goes: one entry per trigger whose match criteria it
+/// passes. Produced by [`StreamRules::route`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub trigger_name: Arc<str>,
+    pub distinguishing_traits: DistinguishingTraits,
+    /// `stream_key(trigger_name, distinguishing_traits)`.
+    pub key: String,
+    /// For each fire criterion of the trigger, whether this event matches it.
+    pub fire_matches: Vec<bool>,
+}
+
+/// The trigger rules the store consults inside an ingest transaction.
+pub trait StreamRules: Send + Sync {
+    /// The streams a newly stored event joins (none when no trigger matches).
+    fn route(&self, event: &Event) -> Vec<Route>;
+
+    /// Folds appended events into a stream's bookkeeping: first/last event,
+    /// expire timestamp, fire counts and, once every fire criterion is met, the fire
+    /// timestamp (`now + fire_delay`). `appended` holds each event's timestamp and
+    /// fire-criterion matches, in arrival order. Infallible by design: a failure here
+    /// would fail the whole batch and block the queue, so the rules fall back to a sane
+    /// value (and log) instead.
+    fn update(
+        &self,
+        trigger_name: &str,
+        stream: &mut StreamBookkeeping,
+        appended: &[(DateTime<Utc>, &[bool])],
+        now: DateTime<Utc>,
+    );
+}
+
+/// What one ingest call did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestReport {
+    /// Events stored by this call.
+    pub stored: u64,
+    /// Events skipped because their message_id was already stored.
+    pub duplicates: u64,
+    /// Streams created.
+    pub streams_created: u64,
+    /// Stream memberships added (an event in two streams counts twice).
+    pub stream_events: u64,
+    /// Streams that became ready to fire in this call.
+    pub streams_ready: u64,
+    /// Per trigger: events added and streams created (for debug counters).
+    pub per_trigger: BTreeMap<String, TriggerCounts>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TriggerCounts {
+    pub added_events: u64,
+    pub new_streams: u64,
+    pub ready_to_fire: u64,
+}
+
+/// Fire or expire: which ready streams a pipeline worker claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyKind {
+    /// state active or retry_fire and `fire_timestamp < now` → firing.
+    Fire,
+    /// state active or retry_expire and `expire_timestamp < now` → expiring.
+    Expire,
+}
+
+/// How a pipeline run ended, recorded with [`Store::finish_stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    /// Delete the stream (and its memberships), for `purge_completed_streams`.
+    Purge,
+    /// Fire pipeline failed.
+    Error,
+    /// Expire pipeline failed.
+    ExpireError,
+}
+
+/// Filters for listing streams (the API's `/v1/streams`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamQuery {
+    pub stream_id: Option<StreamId>,
+    pub state: Option<StreamState>,
+    /// `first_event < older_than`
+    pub older_than: Option<DateTime<Utc>>,
+    /// `last_event > younger_than`
+    pub younger_than: Option<DateTime<Utc>>,
+    pub name: Option<String>,
+    /// Equality on distinguishing traits; a range matches a range with equal bounds.
+    pub distinguishing_traits: Vec<(String, DistValue)>,
+    pub page: Page,
+}
+
+/// Keyset pagination by id, as the original's `_mark`: descending (newest first) from
+/// below `after` by default, ascending from above it when `ascending`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<i64>,
+    pub ascending: bool,
+    pub limit: Option<u64>,
+}
+
+/// Comparison operators of event trait filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraitOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// One trait filter of `/v1/events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraitFilter {
+    pub name: String,
+    pub op: TraitOp,
+    pub value: crate::event::TraitValue,
+}
+
+/// Filters for listing events (the API's `/v1/events`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventQuery {
+    /// `generated > from`
+    pub from: Option<DateTime<Utc>>,
+    /// `generated <= to`
+    pub to: Option<DateTime<Utc>>,
+    pub event_type: Option<String>,
+    pub traits: Vec<TraitFilter>,
+    pub page: Page,
+}
+
+/// The one storage interface. Implementations: [`sqlite::SqliteStore`] and
+/// [`mysql::MySqlStore`]; [`open`] picks one from a URL.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Which backend this is (`sqlite`, `mysql`), for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending schema migrations (idempotent).
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Stores a batch of events in one transaction: events whose message_id is
+    /// already stored are skipped (counted as duplicates, not an error); every new
+    /// event is routed by `rules` into its streams — joining the open stream of the
+    /// same trigger and distinguishing traits when its `expire_timestamp > now`, else
+    /// closing that stream for collection and creating a new one — and each touched
+    /// stream's bookkeeping is updated once for all its new events. Multi-row
+    /// statements throughout: the number of round trips does not grow with the batch.
+    async fn ingest(
+        &self,
+        events: &[Event],
+        rules: &dyn StreamRules,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError>;
+
+    /// Atomically claims up to `limit` ready streams for one worker: moves them to
+    /// firing/expiring, bumps their serial number, stops them collecting events and
+    /// sets `claim_until`. Two workers never claim the same stream.
+    async fn claim_ready(
+        &self,
+        kind: ReadyKind,
+        now: DateTime<Utc>,
+        limit: u32,
+        claim_until: DateTime<Utc>,
+    ) -> Result<Vec<Stream>, StoreError>;
+
+    /// Moves streams whose claim ran out (a worker died mid-pipeline) back to
+    /// retry_fire / retry_expire. Returns how many were released.
+    async fn release_expired_claims(&self, wall_now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// The stream's events in time order (then by id).
+    async fn stream_events(&self, stream_id: StreamId) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Records a pipeline outcome if the stream is still at `serial` (the claim is
+    /// still ours); returns false when another worker took it over.
+    async fn finish_stream(
+        &self,
+        stream_id: StreamId,
+        serial: i64,
+        outcome: Outcome,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes up to `limit` events generated before `older_than` (with their traits
+    /// and stream memberships); returns how many.
+    async fn trim_events(&self, older_than: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
+    // --- reading (API, replay reports) ---------------------------------------
+
+    async fn get_stream(&self, id: StreamId) -> Result<Option<Stream>, StoreError>;
+    async fn find_streams(&self, query: &StreamQuery) -> Result<Vec<Stream>, StoreError>;
+    async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError>;
+    /// Deletes a stream (not its events). False when there was none.
+    async fn delete_stream(&self, id: StreamId) -> Result<bool, StoreError>;
+    /// error → retry_fire, expire_error → retry_expire; other states are refused.
+    async fn reset_stream(&self, id: StreamId) -> Result<Stream, StoreError>;
+
+    async fn get_event(&self, message_id: &str) -> Result<Option<StoredEvent>, StoreError>;
+    async fn find_events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn count_events(&self, query: &EventQuery) -> Result<u64, StoreError>;
+    /// Every event type stored, sorted.
+    async fn event_types(&self) -> Result<Vec<String>, StoreError>;
+    /// Names and types of the traits seen on events of a type, sorted by name.
+    async fn trait_names(&self, event_type: &str) -> Result<Vec<(String, TraitType)>, StoreError>;
+}
+
+/// Opens the store a database URL names: `sqlite://path` / `sqlite::memory:` or
+/// `mysql://user:pass@host[:port]/db` (also the original's SQLAlchemy spellings
+/// `mysql+pymysql://…` and `mysql+mysqldb://…`). Does not migrate.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let (scheme, _) = url.split_once(':').ok_or_else(|| StoreError::BadUrl {
+        url: redact_url(url),
+        reason: "no scheme".into(),
+    })?;
+    match scheme {
+        "sqlite" => sqlite::open_store(url).await,
+        "mysql" | "mysql+pymysql" | "mysql+mysqldb" | "mariadb" => {
+            let normalized = format!("mysql:{}", &url[scheme.len() + 1..]);
+            mysql::open_store(&normalized).await
+        }
+        other => Err(StoreError::BadUrl {
+            url: redact_url(url),
+            reason: format!("unknown scheme {other:?} (use sqlite:// or mysql://)"),
+        }),
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        for s in StreamState::ALL {
+            assert_eq!(StreamState::from_i16(s.as_i16()), Some(s));
+            assert_eq!(StreamState::parse(s.name()), Some(s));
+        }
+        assert_eq!(StreamState::RetryExpire.as_i16(), 8);
+        assert_eq!(StreamState::from_i16(9), None);
+    }
+
+    #[test]
+    fn stream_key_depends_on_type_and_value() {
+        let mut a = DistinguishingTraits::new();
+        a.insert("instance_id".into(), DistValue::Text("1".into()));
+        let mut b = DistinguishingTraits::new();
+        b.insert("instance_id".into(), DistValue::Int(1));
+        assert_ne!(stream_key("t", &a), stream_key("t", &b));
+        assert_ne!(stream_key("t", &a), stream_key("u", &a));
+        assert_eq!(stream_key("t", &a), stream_key("t", &a.clone()));
+        assert_eq!(stream_key("t", &a).len(), 64);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("mysql://winchester:testpasswd@localhost/winchester"),
+            "mysql://winchester:***@localhost/winchester"
+        );
+        assert_eq!(redact_url("sqlite://data/w.db"), "sqlite://data/w.db");
+    }
+}

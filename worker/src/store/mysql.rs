@@ -1,0 +1,108 @@
+//! MySQL/MariaDB: the production database (`mysql://user:pass@host[:port]/db`).
+//!
+//! Sessions run at READ COMMITTED: locking reads (`FOR UPDATE`) then take no gap
+//! locks, so two ingests racing to create the same stream meet on the unique
+//! `open_key` (one fails and retries, joining the other's stream) rather than
+//! deadlocking. Claims use `FOR UPDATE SKIP LOCKED` (MariaDB ≥ 10.6, MySQL ≥ 8.0).
+
+use super::engine::SqlStore;
+use super::sql::{map_sqlx_error, sqlx_conn, Backend, Limits};
+use super::{redact_url, Store, StoreError};
+use async_trait::async_trait;
+use sqlx::error::DatabaseError;
+use sqlx::mysql::{
+    MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow,
+};
+use sqlx::Executor;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The MySQL/MariaDB store.
+pub type MySqlStore = SqlStore<MySqlBackend>;
+
+/// Connections and dialect of MySQL/MariaDB.
+pub struct MySqlBackend {
+    pool: MySqlPool,
+}
+
+/// Lost races and a server going away: 1205 lock wait timeout, 1213 deadlock, 1020
+/// record changed (MariaDB snapshot isolation), 1040 too many connections, 1053
+/// shutdown in progress, 1927 connection killed.
+fn transient(e: &dyn DatabaseError) -> bool {
+    e.try_downcast_ref::<MySqlDatabaseError>()
+        .is_some_and(|e| matches!(e.number(), 1205 | 1213 | 1020 | 1040 | 1053 | 1927))
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    map_sqlx_error(e, transient)
+}
+
+sqlx_conn!(MySqlConn, MySql, MySqlRow, map_err);
+
+#[async_trait]
+impl Backend for MySqlBackend {
+    type Conn = MySqlConn;
+    const NAME: &'static str = "mysql";
+    const LIMITS: Limits = Limits {
+        max_binds: 65_535,
+        max_bytes: 4 << 20,
+    };
+    const ON_CONFLICT_SKIP: &'static str = " ON DUPLICATE KEY UPDATE id = id";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const FOR_UPDATE_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const RETURNING: bool = false;
+
+    fn upsert_tail(_pk: &str, cols: &[&str]) -> String {
+        let sets: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+        format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+    }
+
+    async fn begin_write(&self) -> Result<MySqlConn, StoreError> {
+        self.pool.begin().await.map(MySqlConn::Tx).map_err(map_err)
+    }
+
+    async fn read(&self) -> Result<MySqlConn, StoreError> {
+        self.pool
+            .acquire()
+            .await
+            .map(MySqlConn::Plain)
+            .map_err(map_err)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/mysql")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))
+    }
+}
+
+impl SqlStore<MySqlBackend> {
+    /// Connects to the database `url` names. Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = MySqlConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+            url: redact_url(url),
+            reason: e.to_string(),
+        })?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        Ok(SqlStore::new(MySqlBackend { pool }))
+    }
+}
+
+/// Connects and returns the store as the common interface.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(MySqlStore::connect(url).await?))
+}

@@ -1,0 +1,134 @@
+//! SQLite: the embedded default (`sqlite://path`, `sqlite::memory:`).
+//!
+//! Files run in WAL mode with `synchronous=NORMAL` and a busy timeout; every writing
+//! transaction starts with `BEGIN IMMEDIATE`, so writers queue on the database lock
+//! up front instead of deadlocking on a read-to-write upgrade. An in-memory database
+//! lives in the pool's one connection, which is never closed.
+
+use super::engine::SqlStore;
+use super::sql::{map_sqlx_error, sqlx_conn, Backend, Limits};
+use super::{redact_url, Store, StoreError};
+use async_trait::async_trait;
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The SQLite store.
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
+/// Connections and dialect of SQLite.
+pub struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+/// SQLITE_BUSY (5) and SQLITE_LOCKED (6), whatever their extended code.
+fn transient(e: &dyn DatabaseError) -> bool {
+    e.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    map_sqlx_error(e, transient)
+}
+
+sqlx_conn!(SqliteConn, Sqlite, SqliteRow, map_err);
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    type Conn = SqliteConn;
+    const NAME: &'static str = "sqlite";
+    const LIMITS: Limits = Limits {
+        max_binds: 32_766,
+        max_bytes: 64 << 20,
+    };
+    const ON_CONFLICT_SKIP: &'static str = " ON CONFLICT DO NOTHING";
+    const FOR_UPDATE: &'static str = "";
+    const FOR_UPDATE_SKIP_LOCKED: &'static str = "";
+    const RETURNING: bool = true;
+
+    fn upsert_tail(pk: &str, cols: &[&str]) -> String {
+        let sets: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        format!(" ON CONFLICT ({pk}) DO UPDATE SET {}", sets.join(", "))
+    }
+
+    async fn begin_write(&self) -> Result<SqliteConn, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map(SqliteConn::Tx)
+            .map_err(map_err)
+    }
+
+    async fn read(&self) -> Result<SqliteConn, StoreError> {
+        self.pool
+            .acquire()
+            .await
+            .map(SqliteConn::Plain)
+            .map_err(map_err)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))
+    }
+}
+
+impl SqlStore<SqliteBackend> {
+    /// Opens (creating the file if missing) the database `url` names. Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let bad_url = |reason: String| StoreError::BadUrl {
+            url: redact_url(url),
+            reason,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| bad_url(e.to_string()))?
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(false);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            // `sqlite://data/winchester.db` on a fresh checkout: make `data/`.
+            if let Some(dir) = options.get_filename().parent() {
+                if !dir.as_os_str().is_empty() && !dir.exists() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+        }
+        let pool = if in_memory {
+            // The database lives as long as its connection: keep exactly one, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(
+                    options
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal),
+                )
+                .await
+        }
+        .map_err(map_err)?;
+        Ok(SqlStore::new(SqliteBackend { pool }))
+    }
+}
+
+/// Connects and returns the store as the common interface.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqliteStore::connect(url).await?))
+}

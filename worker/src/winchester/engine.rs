@@ -1,0 +1,107 @@
+//! Assembling the engine from a loaded configuration: the trigger set, the pipelines
+//! with their handler factories, the trigger manager and pipeline workers. Shared by
+//! the `pipeline-worker` binary, yagi-event, `stv3 replay` and the sandbox, so each
+//! wires the same pieces the same way.
+
+use super::clock::Clock;
+use super::config::LoadedConfig;
+use super::debug::DebugManager;
+use super::handlers::{build_factory, HandlerContext};
+use super::ingest::TriggerManager;
+use super::pipeline::{HandlerFactory, Pipeline};
+use super::triggers::TriggerSet;
+use super::worker::{PipelineWorker, WorkerSettings};
+use crate::notabene::NotificationSink;
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the engine could not be assembled (a handler's parameters, mostly).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("pipeline {pipeline:?}, handler {handler:?}: {message}")]
+    Handler {
+        pipeline: String,
+        handler: String,
+        message: String,
+    },
+}
+
+/// The engine's shared parts.
+pub struct Engine {
+    pub manager: Arc<TriggerManager>,
+    pipelines: HashMap<String, Pipeline>,
+    pub settings: WorkerSettings,
+}
+
+impl Engine {
+    /// Builds the engine over `store` with `clock`; notabene handlers publish to `sink`.
+    pub fn new(
+        config: &LoadedConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        sink: Arc<dyn NotificationSink>,
+    ) -> Result<Engine, EngineError> {
+        let debug = Arc::new(DebugManager::new(
+            config
+                .triggers
+                .iter()
+                .map(|t| (t.name.clone(), t.debug_level)),
+        ));
+        let triggers = Arc::new(TriggerSet::new(config.triggers.clone(), debug));
+        let distiller = config.distiller.clone().map(Arc::new);
+        let manager = Arc::new(TriggerManager::new(store, distiller, triggers, clock));
+
+        let ctx = HandlerContext { publisher: sink };
+        let mut pipelines = HashMap::new();
+        for (name, specs) in &config.pipelines.pipelines {
+            let mut factories: Vec<Arc<dyn HandlerFactory>> = Vec::with_capacity(specs.len());
+            for spec in specs {
+                let kind = config.handlers.get(&spec.name).copied().ok_or_else(|| {
+                    EngineError::Handler {
+                        pipeline: name.clone(),
+                        handler: spec.name.clone(),
+                        message: "not listed in pipeline_handlers".into(),
+                    }
+                })?;
+                let factory = build_factory(kind.name(), &spec.params, &ctx).map_err(|e| {
+                    EngineError::Handler {
+                        pipeline: name.clone(),
+                        handler: spec.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                factories.push(factory);
+            }
+            pipelines.insert(name.clone(), Pipeline::new(name.clone(), factories));
+        }
+
+        let s = &config.settings;
+        let settings = WorkerSettings {
+            batch_size: u32::try_from(s.pipeline_worker_batch_size.max(1)).unwrap_or(u32::MAX),
+            idle_delay: s.pipeline_worker_delay,
+            lease: s.pipeline_worker_lease.max(Duration::from_secs(1)),
+            purge_completed_streams: s.purge_completed_streams,
+            trim_events_age: s.trim_events.then(|| s.trim_events_age.clone()),
+            trim_events_batch_size: u32::try_from(s.trim_events_batch_size.max(1))
+                .unwrap_or(u32::MAX),
+            statistics_period: s.statistics_period.max(Duration::from_secs(1)),
+        };
+        Ok(Engine {
+            manager,
+            pipelines,
+            settings,
+        })
+    }
+
+    /// A pipeline worker over this engine (several may run in one process).
+    pub fn worker(&self, name: impl Into<String>) -> PipelineWorker {
+        PipelineWorker::new(
+            name,
+            self.manager.clone(),
+            self.pipelines.clone(),
+            self.settings.clone(),
+        )
+    }
+}

@@ -1,0 +1,149 @@
+//! The trigger manager: notifications and events into the store.
+//!
+//! A batch of notifications is distilled in memory and stored in one call to
+//! [`Store::ingest`], which also sorts the new events into streams through the
+//! [`TriggerSet`]: one transaction per batch, so a consumer acks only after the
+//! commit and a redelivered batch stores nothing twice.
+
+use super::clock::Clock;
+use super::triggers::TriggerSet;
+use crate::distiller::{Distiller, Dropped};
+use crate::event::Event;
+use crate::store::{IngestReport, Store, StoreError};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counts since the last statistics line.
+#[derive(Debug, Default)]
+struct Stats {
+    received: AtomicU64,
+    saved: AtomicU64,
+}
+
+/// Distils and stores notifications; stores events (such as those pipelines emit).
+pub struct TriggerManager {
+    store: Arc<dyn Store>,
+    distiller: Option<Arc<Distiller>>,
+    triggers: Arc<TriggerSet>,
+    clock: Arc<dyn Clock>,
+    stats: Stats,
+}
+
+/// The result of ingesting a batch of notifications.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub report: IngestReport,
+    /// Index in the batch and the reason, for every notification not turned into an
+    /// event (the caller dead-letters or reports them).
+    pub dropped: Vec<(usize, Dropped)>,
+}
+
+impl TriggerManager {
+    pub fn new(
+        store: Arc<dyn Store>,
+        distiller: Option<Arc<Distiller>>,
+        triggers: Arc<TriggerSet>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        TriggerManager {
+            store,
+            distiller,
+            triggers,
+            clock,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn triggers(&self) -> &Arc<TriggerSet> {
+        &self.triggers
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Distils one notification (no distiller configured: everything is dropped).
+    pub fn distill(&self, notification: &Value) -> Result<Event, Dropped> {
+        match &self.distiller {
+            Some(d) => d.distill_at(notification, self.clock.now()),
+            None => Err(Dropped::NoMatchingDefinition {
+                event_type: notification
+                    .get("event_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            }),
+        }
+    }
+
+    /// Distils a batch and stores its events in one transaction.
+    pub async fn add_notifications(
+        &self,
+        notifications: &[Value],
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut events = Vec::with_capacity(notifications.len());
+        let mut dropped = Vec::new();
+        for (i, n) in notifications.iter().enumerate() {
+            match self.distill(n) {
+                Ok(e) => events.push(e),
+                Err(reason) => dropped.push((i, reason)),
+            }
+        }
+        self.stats
+            .received
+            .fetch_add(notifications.len() as u64, Ordering::Relaxed);
+        let report = self.add_events(&events).await?;
+        Ok(BatchOutcome { report, dropped })
+    }
+
+    /// Stores events (already distilled) in one transaction and sorts them into streams.
+    pub async fn add_events(&self, events: &[Event]) -> Result<IngestReport, StoreError> {
+        if events.is_empty() {
+            return Ok(IngestReport::default());
+        }
+        let report = self
+            .store
+            .ingest(events, self.triggers.as_ref(), self.clock.now())
+            .await?;
+        self.stats.saved.fetch_add(report.stored, Ordering::Relaxed);
+        if report.duplicates > 0 {
+            tracing::info!(duplicates = report.duplicates, "skipped duplicate events");
+        }
+        Ok(report)
+    }
+
+    /// Like [`Self::add_events`], retrying transient store errors (database away,
+    /// deadlock) with back-off until `give_up_after`; events are never dropped silently.
+    pub async fn add_events_retrying(
+        &self,
+        events: &[Event],
+        give_up_after: Duration,
+    ) -> Result<IngestReport, StoreError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self.add_events(events).await {
+                Err(e) if e.is_transient() && started.elapsed() < give_up_after => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "storing events failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The original's statistics line, then the triggers' debug counters.
+    pub fn log_statistics(&self) {
+        let received = self.stats.received.swap(0, Ordering::Relaxed);
+        let saved = self.stats.saved.swap(0, Ordering::Relaxed);
+        tracing::info!("Received {received} notifications. Saved {saved} events.");
+        self.triggers.debug().dump();
+    }
+}

@@ -1,0 +1,472 @@
+//! The pipeline worker: claims streams that are ready to fire or expire, runs their
+//! pipeline, records the outcome, and stores the events the pipeline emitted.
+//!
+//! Differences from the original, on purpose:
+//! - Streams are *claimed* atomically in the database (several workers never run the
+//!   same stream), in small chunks so a claim's lease covers the work in hand.
+//! - A claim has a lease: a worker that dies mid-pipeline leaves a stream in firing or
+//!   expiring only until the lease runs out, then any worker moves it to retry and it
+//!   runs again (the original left it in firing forever).
+//! - Shutdown (SIGTERM) is checked between streams: the stream in hand is finished.
+
+use super::clock::Clock;
+use super::debug::DebugManager;
+use super::definition::TriggerDefinition;
+use super::ingest::TriggerManager;
+use super::pipeline::Pipeline;
+use crate::event::Event;
+use crate::store::{Outcome, ReadyKind, Store, StoreError, Stream};
+use crate::timex::Expression;
+use chrono::Utc;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Streams claimed per round trip; small so a claim's lease covers the work in hand.
+const CLAIM_CHUNK: u32 = 50;
+
+/// The worker's settings (from winchester.yaml).
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Streams handled per pass and kind (`pipeline_worker_batch_size`).
+    pub batch_size: u32,
+    /// Sleep when a pass found nothing to do (`pipeline_worker_delay`).
+    pub idle_delay: Duration,
+    /// How long a claim lasts before another worker may retry the stream.
+    pub lease: Duration,
+    pub purge_completed_streams: bool,
+    /// `trim_events_age` when `trim_events` is on.
+    pub trim_events_age: Option<Expression>,
+    pub trim_events_batch_size: u32,
+    pub statistics_period: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            batch_size: 1000,
+            idle_delay: Duration::from_secs(10),
+            lease: Duration::from_secs(300),
+            purge_completed_streams: false,
+            trim_events_age: None,
+            trim_events_batch_size: 100,
+            statistics_period: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Metric labels: (name, value) pairs.
+type Labels = Vec<(String, String)>;
+
+/// Prometheus metrics of a pipeline worker.
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    /// Streams processed, by kind (fire/expire) and result (completed/error/lost).
+    pub streams: Family<Labels, Counter>,
+    pub pipeline_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub claims_released: Counter,
+    pub events_trimmed: Counter,
+    pub events_emitted: Counter,
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WorkerMetrics {
+    pub fn new() -> Self {
+        WorkerMetrics {
+            streams: Family::default(),
+            pipeline_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            claims_released: Counter::default(),
+            events_trimmed: Counter::default(),
+            events_emitted: Counter::default(),
+        }
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "stv3_pipeline_streams",
+            "Streams fired or expired, by kind and result",
+            self.streams.clone(),
+        );
+        registry.register(
+            "stv3_pipeline_duration_seconds",
+            "Time to run a pipeline over one stream",
+            self.pipeline_seconds.clone(),
+        );
+        registry.register(
+            "stv3_pipeline_claims_released",
+            "Claims that ran out (a worker died mid-pipeline) and were retried",
+            self.claims_released.clone(),
+        );
+        registry.register(
+            "stv3_events_trimmed",
+            "Events deleted by trim_events",
+            self.events_trimmed.clone(),
+        );
+        registry.register(
+            "stv3_pipeline_events_emitted",
+            "Events pipelines emitted and the worker stored",
+            self.events_emitted.clone(),
+        );
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub fired: u64,
+    pub expired: u64,
+    pub errors: u64,
+    pub trimmed: u64,
+    pub released: u64,
+}
+
+impl PassReport {
+    /// Whether the pass found any work.
+    pub fn is_idle(&self) -> bool {
+        self.fired + self.expired + self.errors + self.trimmed + self.released == 0
+    }
+}
+
+/// One pipeline worker.
+pub struct PipelineWorker {
+    name: String,
+    manager: Arc<TriggerManager>,
+    pipelines: HashMap<String, Pipeline>,
+    settings: WorkerSettings,
+    metrics: WorkerMetrics,
+    /// Every event pipelines emitted, when asked to keep them (replay reports).
+    emitted_log: Option<Arc<Mutex<Vec<Event>>>>,
+    counts: Mutex<(u64, u64, u64)>,
+}
+
+impl PipelineWorker {
+    pub fn new(
+        name: impl Into<String>,
+        manager: Arc<TriggerManager>,
+        pipelines: HashMap<String, Pipeline>,
+        settings: WorkerSettings,
+    ) -> Self {
+        PipelineWorker {
+            name: name.into(),
+            manager,
+            pipelines,
+            settings,
+            metrics: WorkerMetrics::new(),
+            emitted_log: None,
+            counts: Mutex::new((0, 0, 0)),
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: WorkerMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Keeps a copy of every event the pipelines emit (for `stv3 replay`).
+    pub fn with_emitted_log(mut self, log: Arc<Mutex<Vec<Event>>>) -> Self {
+        self.emitted_log = Some(log);
+        self
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        self.manager.store()
+    }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        self.manager.clock()
+    }
+
+    fn debug(&self) -> &DebugManager {
+        self.manager.triggers().debug()
+    }
+
+    /// One pass of the original's loop: release dead claims, fire ready streams,
+    /// expire ready streams, trim old events. `shutdown` is checked between streams.
+    pub async fn run_once(&self, shutdown: &CancellationToken) -> Result<PassReport, StoreError> {
+        let mut report = PassReport {
+            released: self.store().release_expired_claims(Utc::now()).await?,
+            ..Default::default()
+        };
+        if report.released > 0 {
+            self.metrics.claims_released.inc_by(report.released);
+            tracing::warn!(
+                worker = %self.name,
+                streams = report.released,
+                "claims ran out (a worker stopped mid-pipeline); streams will be retried"
+            );
+        }
+        for kind in [ReadyKind::Fire, ReadyKind::Expire] {
+            let mut handled = 0u32;
+            while handled < self.settings.batch_size && !shutdown.is_cancelled() {
+                let chunk = CLAIM_CHUNK.min(self.settings.batch_size - handled);
+                let lease = chrono::Duration::from_std(self.settings.lease)
+                    .unwrap_or(chrono::Duration::seconds(300));
+                let streams = self
+                    .store()
+                    .claim_ready(kind, self.clock().now(), chunk, Utc::now() + lease)
+                    .await?;
+                if streams.is_empty() {
+                    break;
+                }
+                handled += streams.len() as u32;
+                let mut streams = streams.into_iter();
+                for stream in streams.by_ref() {
+                    let ok = self.process(kind, &stream).await?;
+                    match (kind, ok) {
+                        (ReadyKind::Fire, true) => report.fired += 1,
+                        (ReadyKind::Expire, true) => report.expired += 1,
+                        (_, false) => report.errors += 1,
+                    }
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+                // Claimed but not started because of shutdown: the lease releases them
+                // to another worker (they were never started, so nothing ran twice).
+                for stream in streams {
+                    tracing::info!(
+                        stream = stream.id,
+                        "left claimed at shutdown; its lease will release it"
+                    );
+                }
+            }
+        }
+        if let Some(age) = &self.settings.trim_events_age {
+            report.trimmed = self.trim(age).await?;
+        }
+        Ok(report)
+    }
+
+    async fn trim(&self, age: &Expression) -> Result<u64, StoreError> {
+        let now = self.clock().now();
+        let vars = |name: &str| (name == "timestamp").then_some(now);
+        let cutoff = match age.evaluate(&vars) {
+            Ok(v) => v.timestamp(),
+            Err(e) => {
+                tracing::error!(error = %e, "trim_events_age cannot be evaluated; not trimming");
+                return Ok(0);
+            }
+        };
+        let n = self
+            .store()
+            .trim_events(cutoff, self.settings.trim_events_batch_size)
+            .await?;
+        if n > 0 {
+            tracing::debug!(events = n, "trimmed old events");
+            self.metrics.events_trimmed.inc_by(n);
+        }
+        Ok(n)
+    }
+
+    /// Runs the fire or expire pipeline of one claimed stream and records the outcome.
+    /// Returns whether the stream completed.
+    async fn process(&self, kind: ReadyKind, stream: &Stream) -> Result<bool, StoreError> {
+        let (kind_label, counter, fail) = match kind {
+            ReadyKind::Fire => ("fire", "Streams fired", Outcome::Error),
+            ReadyKind::Expire => ("expire", "Streams expired", Outcome::ExpireError),
+        };
+        let trigger = self.manager.triggers().get(&stream.name);
+        let Some(trigger) = trigger else {
+            tracing::error!(stream = stream.id, trigger = %stream.name, "stream has an unknown trigger definition");
+            self.debug().bump(
+                &stream.name,
+                &format!("Unknown trigger def '{}'", stream.name),
+                1,
+            );
+            self.finish(kind_label, stream, fail).await?;
+            return Ok(false);
+        };
+        let pipeline_name = pipeline_of(trigger, kind);
+        let completed = match pipeline_name {
+            None => {
+                tracing::debug!(
+                    stream = stream.id,
+                    "no {kind_label} pipeline; nothing to do"
+                );
+                let what = match kind {
+                    ReadyKind::Fire => "No fire pipeline for",
+                    ReadyKind::Expire => "No expire pipeline for",
+                };
+                self.debug()
+                    .bump(&stream.name, &format!("{what} '{}'", stream.name), 1);
+                true
+            }
+            Some(name) => match self.pipelines.get(name) {
+                None => {
+                    tracing::error!(
+                        stream = stream.id,
+                        pipeline = name,
+                        "trigger names an unknown pipeline"
+                    );
+                    self.debug()
+                        .bump(&stream.name, &format!("Unknown pipeline '{name}'"), 1);
+                    false
+                }
+                Some(pipeline) => self.run_pipeline(kind_label, pipeline, stream).await?,
+            },
+        };
+        if completed {
+            let outcome = if self.settings.purge_completed_streams {
+                Outcome::Purge
+            } else {
+                Outcome::Completed
+            };
+            self.finish(kind_label, stream, outcome).await?;
+            self.debug().bump(&stream.name, counter, 1);
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            match kind {
+                ReadyKind::Fire => c.0 += 1,
+                ReadyKind::Expire => c.1 += 1,
+            }
+        } else {
+            self.finish(kind_label, stream, fail).await?;
+        }
+        Ok(completed)
+    }
+
+    async fn run_pipeline(
+        &self,
+        kind_label: &str,
+        pipeline: &Pipeline,
+        stream: &Stream,
+    ) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let events: Vec<Event> = self
+            .store()
+            .stream_events(stream.id)
+            .await?
+            .into_iter()
+            .map(|s| s.event)
+            .collect();
+        let result = pipeline.run(stream, events, self.debug()).await;
+        self.metrics
+            .pipeline_seconds
+            .get_or_create(&vec![("kind".to_string(), kind_label.to_string())])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(output) => {
+                if !output.new_events.is_empty() {
+                    // The pipeline committed: its events must not be lost, so a
+                    // database hiccup here is retried rather than failing the stream.
+                    self.manager
+                        .add_events_retrying(&output.new_events, Duration::from_secs(300))
+                        .await?;
+                    self.metrics
+                        .events_emitted
+                        .inc_by(output.new_events.len() as u64);
+                    if let Some(log) = &self.emitted_log {
+                        log.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend(output.new_events);
+                    }
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(stream = stream.id, pipeline = %pipeline.name(), error = %e, "pipeline failed");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        kind_label: &str,
+        stream: &Stream,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        let ours = self
+            .store()
+            .finish_stream(stream.id, stream.state_serial_no, outcome)
+            .await?;
+        let result = if !ours {
+            tracing::warn!(
+                stream = stream.id,
+                "claim was lost (lease ran out); another worker retries it"
+            );
+            "lost"
+        } else {
+            match outcome {
+                Outcome::Completed | Outcome::Purge => "completed",
+                Outcome::Error | Outcome::ExpireError => "error",
+            }
+        };
+        self.metrics
+            .streams
+            .get_or_create(&vec![
+                ("kind".to_string(), kind_label.to_string()),
+                ("result".to_string(), result.to_string()),
+            ])
+            .inc();
+        Ok(())
+    }
+
+    /// The original's statistics line, and the debug counters.
+    pub fn log_statistics(&self) {
+        let (fired, expired, loaded) = {
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *c)
+        };
+        tracing::info!(worker = %self.name, "Loaded {loaded} streams. Fired {fired}, Expired {expired}.");
+        self.debug().dump();
+    }
+
+    /// The worker loop: passes until `shutdown`, sleeping `idle_delay` when a pass found
+    /// nothing, waiting and retrying when the database is away.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut last_stats = Instant::now();
+        while !shutdown.is_cancelled() {
+            let pause = match self.run_once(&shutdown).await {
+                Ok(report) => {
+                    {
+                        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+                        c.2 += report.fired + report.expired + report.errors;
+                    }
+                    if report.is_idle() {
+                        Some(self.settings.idle_delay)
+                    } else {
+                        None
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "database connection went away; retrying");
+                    Some(Duration::from_secs(5))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "pipeline worker pass failed; retrying");
+                    Some(Duration::from_secs(5))
+                }
+            };
+            if last_stats.elapsed() >= self.settings.statistics_period {
+                self.log_statistics();
+                last_stats = Instant::now();
+            }
+            if let Some(pause) = pause {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+        tracing::info!(worker = %self.name, "pipeline worker stopped");
+    }
+}
+
+fn pipeline_of(trigger: &TriggerDefinition, kind: ReadyKind) -> Option<&str> {
+    match kind {
+        ReadyKind::Fire => trigger.fire_pipeline.as_deref(),
+        ReadyKind::Expire => trigger.expire_pipeline.as_deref(),
+    }
+}
