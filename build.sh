@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # StackTach.v3 sandbox, tests and packaging, after the original sandbox's build.sh.
 #
-#   ./build.sh            run the system (the sandbox, on the embedded default)
+#   ./build.sh            run the system (the sandbox, on the embedded default);
+#                         options: --reset, --amqp [URL], --database URL|mysql, --rate N,
+#                         --seconds N (see ./target/release/stv3 sandbox --help)
 #   ./build.sh -t         install and start what the tests need, then run them all
 #   ./build.sh -t --no-e2e  the same without the Kubernetes end-to-end tests (local use only;
 #                           CI never skips them)
@@ -13,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$ROOT"
 
 usage() {
-  sed -n '2,11p' "$0" | grep -v '^set ' | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | grep -v '^set ' | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -32,14 +34,31 @@ ensure_rust() {
 
 run_sandbox() {
   ensure_rust
-  log "building stv3"
-  cargo build --release -p stv3-worker --bin stv3
-  local sample=etc/sample-notifications.jsonl
-  log "distilling $sample with etc/event_definitions.yaml"
-  # Until the ingest pipeline lands, the sandbox shows the engine's first step:
-  # every bundled notification distilled into its event.
-  ./target/release/stv3 distill --definitions etc/event_definitions.yaml "$sample"
-  log "done: $(wc -l <"$sample") notifications distilled. Try: ./target/release/stv3 timex '\$timestamp + 2d' --var timestamp=2015-02-27T15:27:18Z"
+  # Services only when asked for: the default sandbox needs nothing installed.
+  local args=() want_amqp=0 want_mysql=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --amqp) want_amqp=1; args+=("$1")
+        if [ $# -gt 1 ] && [[ "$2" == amqp* ]]; then args+=("$2"); shift; fi ;;
+      --database)
+        [ $# -gt 1 ] || { echo "build.sh: --database needs a URL (or 'mysql')" >&2; exit 2; }
+        if [ "$2" = mysql ]; then
+          args+=("--database" "mysql://stv3:stv3@127.0.0.1:3306/stv3_sandbox")
+        else
+          args+=("--database" "$2")
+        fi
+        [[ "$2" == mysql* ]] && want_mysql=1
+        shift ;;
+      *) args+=("$1") ;;
+    esac
+    shift
+  done
+  [ "$want_amqp" -eq 0 ] || scripts/services.sh up rabbitmq
+  [ "$want_mysql" -eq 0 ] || scripts/services.sh up mariadb
+  log "building"
+  cargo build --release -p stv3-worker --bins
+  log "starting the sandbox (Ctrl-C stops it; logs in data/sandbox.log)"
+  exec ./target/release/stv3 sandbox "${args[@]}"
 }
 
 run_tests() {
@@ -103,7 +122,7 @@ package() {
 }
 
 case "${1:-}" in
-  "") run_sandbox ;;
+  "" | --*) [ "${1:-}" != "--help" ] || { usage; exit 0; }; run_sandbox "$@" ;;
   -t) shift; run_tests "$@" ;;
   -p) package ;;
   -h | --help) usage ;;

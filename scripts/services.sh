@@ -103,6 +103,7 @@ mariadb_up() {
   # named stv3_* so tests can make throw-away databases of their own.
   as_root mariadb --protocol=socket --socket="$MYSQL_SOCKET" -uroot <<SQL
 CREATE DATABASE IF NOT EXISTS \`$TEST_DB\`;
+CREATE DATABASE IF NOT EXISTS \`stv3_sandbox\`;
 CREATE USER IF NOT EXISTS '$TEST_USER'@'127.0.0.1' IDENTIFIED BY '$TEST_PASSWORD';
 CREATE USER IF NOT EXISTS '$TEST_USER'@'localhost' IDENTIFIED BY '$TEST_PASSWORD';
 GRANT ALL PRIVILEGES ON \`stv3\\_%\`.* TO '$TEST_USER'@'127.0.0.1';

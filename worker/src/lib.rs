@@ -10,7 +10,11 @@
 pub mod distiller;
 pub mod event;
 pub mod notabene;
+pub mod notigen;
 pub mod observe;
+pub mod sandbox;
+pub mod shoebox;
 pub mod store;
 pub mod timex;
 pub mod winchester;
+pub mod yagi;

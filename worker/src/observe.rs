@@ -36,6 +36,23 @@ pub fn init_logging() {
     }
 }
 
+/// Sets up `tracing` to append to a file (the sandbox draws on the terminal, so its
+/// logs go elsewhere). Level from `RUST_LOG` (default `info`).
+pub fn init_logging_to_file(path: &std::path::Path) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
+}
+
 /// Readiness as the probes see it: a process is ready once its dependencies answer.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
@@ -142,4 +159,27 @@ pub fn shutdown_on_signals() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+/// The `main` of every long-running binary: logging, a tokio runtime, the program, and
+/// its error (if any) logged with its causes.
+pub fn run_main<F>(program: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<std::process::ExitCode>>,
+{
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(program) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -148,3 +148,78 @@ fn pipeline_worker_refuses_a_bad_trigger_file() {
     assert!(stderr.contains("triggers-bad-timex.yaml"), "{stderr}");
     assert!(stderr.contains("usage_trigger"), "{stderr}");
 }
+
+#[test]
+fn pipeline_worker_serves_probes_and_stops_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("stv3-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let etc = root().join("etc");
+    let cfg = dir.join("winchester.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "config_path: {}\ndatabase:\n  url: 'sqlite://{}/w.db'\ndistiller_config: event_definitions.yaml\n\
+             trigger_definitions: triggers.yaml\npipeline_config: pipelines.yaml\npipeline_worker_delay: 1\n\
+             pipeline_handlers:\n  logger: winchester.pipeline_handler:LoggingHandler\n\
+             \x20 usage: winchester.pipeline_handler:UsageHandler\n\
+             \x20 notabene: winchester.pipeline_handler:NotabeneHandler\n",
+            etc.display(),
+            dir.display()
+        ),
+    )
+    .expect("write config");
+    let db = Command::new(env!("CARGO_BIN_EXE_stv3"))
+        .args(["db", "upgrade", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("db upgrade");
+    assert!(
+        db.status.success(),
+        "{}",
+        String::from_utf8_lossy(&db.stderr)
+    );
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline-worker"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start pipeline-worker");
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            if body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200") {
+                ready = true;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ready, "pipeline-worker never became ready");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().expect("wait") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = status.expect("pipeline-worker did not stop on SIGTERM");
+    assert!(status.success(), "exit status {status}");
+}

@@ -37,22 +37,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    observe::init_logging();
-    let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    observe::run_main(run(Args::parse()))
 }
 
 async fn run(args: Args) -> Result<ExitCode> {
@@ -83,19 +68,11 @@ async fn run(args: Args) -> Result<ExitCode> {
     tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
 
     let url = config.settings.database.url.clone();
-    // Wait for the database rather than crash-looping while it starts.
-    let store = loop {
-        match store::open(&url).await {
-            Ok(s) => break s,
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "database not reachable yet; retrying in 5s");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-                }
-            }
-            Err(e) => return Err(e).context(format!("opening {}", store::redact_url(&url))),
-        }
+    let Some(store) = store::open_when_ready(&url, &shutdown)
+        .await
+        .with_context(|| format!("opening {}", store::redact_url(&url)))?
+    else {
+        return Ok(ExitCode::SUCCESS);
     };
     let engine = Engine::new(
         &config,

@@ -448,6 +448,32 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// Opens and migrates the store at `url`, waiting (and logging) while the database is
+/// unreachable instead of failing, so a worker started before its database does not
+/// crash-loop. `None` when `shutdown` is cancelled first.
+pub async fn open_when_ready(
+    url: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Arc<dyn Store>>, StoreError> {
+    loop {
+        let opened = match open(url).await {
+            Ok(s) => s.migrate().await.map(|()| s),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(database = %redact_url(url), error = %e, "database not reachable yet; retrying in 5s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A URL with its password replaced by `***`, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {

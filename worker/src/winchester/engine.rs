@@ -3,7 +3,7 @@
 //! the `pipeline-worker` binary, yagi-event, `stv3 replay` and the sandbox, so each
 //! wires the same pieces the same way.
 
-use super::clock::Clock;
+use super::clock::{Clock, FollowingClock};
 use super::config::LoadedConfig;
 use super::debug::DebugManager;
 use super::handlers::{build_factory, HandlerContext};
@@ -43,6 +43,27 @@ impl Engine {
         clock: Arc<dyn Clock>,
         sink: Arc<dyn NotificationSink>,
     ) -> Result<Engine, EngineError> {
+        Self::build(config, store, clock, None, sink)
+    }
+
+    /// Like [`Engine::new`] with a clock that follows the ingested events (replays, the
+    /// sandbox): ingest moves it to each batch's latest timestamp.
+    pub fn following(
+        config: &LoadedConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<FollowingClock>,
+        sink: Arc<dyn NotificationSink>,
+    ) -> Result<Engine, EngineError> {
+        Self::build(config, store, clock.clone(), Some(clock), sink)
+    }
+
+    fn build(
+        config: &LoadedConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        time_sync: Option<Arc<FollowingClock>>,
+        sink: Arc<dyn NotificationSink>,
+    ) -> Result<Engine, EngineError> {
         let debug = Arc::new(DebugManager::new(
             config
                 .triggers
@@ -51,7 +72,11 @@ impl Engine {
         ));
         let triggers = Arc::new(TriggerSet::new(config.triggers.clone(), debug));
         let distiller = config.distiller.clone().map(Arc::new);
-        let manager = Arc::new(TriggerManager::new(store, distiller, triggers, clock));
+        let mut manager = TriggerManager::new(store, distiller, triggers, clock);
+        if let Some(sync) = time_sync {
+            manager = manager.with_time_sync(sync);
+        }
+        let manager = Arc::new(manager);
 
         let ctx = HandlerContext { publisher: sink };
         let mut pipelines = HashMap::new();

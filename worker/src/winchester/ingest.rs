@@ -5,7 +5,7 @@
 //! [`TriggerSet`]: one transaction per batch, so a consumer acks only after the
 //! commit and a redelivered batch stores nothing twice.
 
-use super::clock::Clock;
+use super::clock::{Clock, FollowingClock};
 use super::triggers::TriggerSet;
 use crate::distiller::{Distiller, Dropped};
 use crate::event::Event;
@@ -28,6 +28,9 @@ pub struct TriggerManager {
     distiller: Option<Arc<Distiller>>,
     triggers: Arc<TriggerSet>,
     clock: Arc<dyn Clock>,
+    /// Replays and the sandbox: the clock follows the stored events (the original's
+    /// time-sync service, which yagi published each notification's timestamp to).
+    time_sync: Option<Arc<FollowingClock>>,
     stats: Stats,
 }
 
@@ -52,8 +55,16 @@ impl TriggerManager {
             distiller,
             triggers,
             clock,
+            time_sync: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Makes ingest move `clock` forward to the latest timestamp of each batch before
+    /// storing it, so "now" follows replayed or simulated traffic.
+    pub fn with_time_sync(mut self, clock: Arc<FollowingClock>) -> Self {
+        self.time_sync = Some(clock);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -106,6 +117,11 @@ impl TriggerManager {
     pub async fn add_events(&self, events: &[Event]) -> Result<IngestReport, StoreError> {
         if events.is_empty() {
             return Ok(IngestReport::default());
+        }
+        if let Some(sync) = &self.time_sync {
+            if let Some(latest) = events.iter().map(|e| e.timestamp).max() {
+                sync.advance_to(latest);
+            }
         }
         let report = self
             .store

@@ -57,7 +57,7 @@ pub async fn replay(
 ) -> Result<ReplayOutcome, ReplayError> {
     let clock = Arc::new(FollowingClock::new(DateTime::<Utc>::UNIX_EPOCH));
     let sink = Arc::new(RecordingSink::default());
-    let engine = Engine::new(config, store.clone(), clock.clone(), sink.clone())?;
+    let engine = Engine::following(config, store.clone(), clock.clone(), sink.clone())?;
     let emitted = Arc::new(Mutex::new(Vec::<Event>::new()));
     let worker = engine.worker("replay").with_emitted_log(emitted.clone());
     let manager = engine.manager.clone();
@@ -79,7 +79,6 @@ pub async fn replay(
                 continue;
             }
         };
-        clock.advance_to(event.timestamp);
         let report = manager.add_events(std::slice::from_ref(&event)).await?;
         out.stored += report.stored;
         out.duplicates += report.duplicates;

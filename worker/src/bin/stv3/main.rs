@@ -8,7 +8,9 @@ use std::process::ExitCode;
 mod check_config;
 mod db;
 mod distill;
+mod notigen;
 mod replay;
+mod sandbox;
 mod timex;
 
 #[derive(Parser)]
@@ -26,8 +28,12 @@ enum Command {
     Db(db::Args),
     /// Distill notifications (JSON Lines) into events, one JSON line per input.
     Distill(distill::Args),
+    /// Generate Nova-style notifications (to JSON Lines or RabbitMQ).
+    Notigen(notigen::Args),
     /// Dry-run trigger and pipeline definitions over recorded notifications.
     Replay(replay::Args),
+    /// Run the whole system in one process (notigen, ingest, pipeline workers, live view).
+    Sandbox(sandbox::Args),
     /// Evaluate a timex expression.
     Timex(timex::Args),
 }
@@ -38,7 +44,9 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Db(args) => db::run(args),
         Command::Distill(args) => distill::run(args),
+        Command::Notigen(args) => notigen::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Sandbox(args) => sandbox::run(args),
         Command::Timex(args) => timex::run(args),
     };
     match result {

@@ -2,9 +2,10 @@
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use worker::shoebox;
 use worker::store;
 use worker::winchester::config::load_config;
 use worker::winchester::replay::{replay, ReplayOptions};
@@ -25,7 +26,9 @@ pub struct Args {
     /// JSON document.
     #[arg(long, value_parser = ["json", "text"], default_value = "text")]
     report: String,
-    /// Recorded notifications, one JSON object per line (`-` for standard input).
+    /// Recorded notifications: a JSON Lines file, a shoebox archive (plain or gzip, JSON
+    /// Lines or the original binary format), a directory of archives (read in file name
+    /// order), or `-` for standard input.
     input: PathBuf,
 }
 
@@ -40,25 +43,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    let reader: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        let f = std::fs::File::open(&args.input)
-            .with_context(|| format!("cannot read {}", args.input.display()))?;
-        Box::new(BufReader::new(f))
-    };
-    let mut notifications = Vec::new();
-    let mut bad_lines = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", args.input.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(v) => notifications.push((i + 1, v)),
-            Err(e) => bad_lines.push((i + 1, format!("invalid JSON: {e}"))),
-        }
-    }
+    let Input {
+        notifications,
+        locations,
+        bad_lines,
+    } = read_input(&args.input)?;
     let url = args
         .database
         .clone()
@@ -74,8 +63,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         };
         anyhow::Ok(replay(&config, store, notifications, options).await?)
     })?;
-    for (line, reason) in bad_lines.iter().chain(outcome.dropped.iter()) {
-        eprintln!("line {line}: dropped: {reason}");
+    for reason in &bad_lines {
+        eprintln!("dropped: {reason}");
+    }
+    for (index, reason) in &outcome.dropped {
+        let at = input_location(&locations, *index);
+        eprintln!("{at}: dropped: {reason}");
     }
     let mut stdout = std::io::stdout().lock();
     if args.report == "json" {
@@ -109,4 +102,42 @@ pub fn run(args: Args) -> Result<ExitCode> {
         writeln!(stdout, "emitted: {emitted} notifications")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The notifications of the input, numbered from 1 in reading order.
+struct Input {
+    notifications: Vec<(usize, serde_json::Value)>,
+    /// `locations[n - 1]`: where notification `n` came from.
+    locations: Vec<shoebox::Location>,
+    /// Records that are not notifications, each naming its file and line.
+    bad_lines: Vec<String>,
+}
+
+fn read_input(path: &Path) -> Result<Input> {
+    let mut reader = shoebox::read_notifications(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut input = Input {
+        notifications: Vec::new(),
+        locations: Vec::new(),
+        bad_lines: Vec::new(),
+    };
+    while let Some(item) = reader.next() {
+        match item {
+            Ok(v) => {
+                input.notifications.push((input.notifications.len() + 1, v));
+                if let Some(at) = reader.location() {
+                    input.locations.push(at.clone());
+                }
+            }
+            Err(e) => input.bad_lines.push(e.to_string()),
+        }
+    }
+    Ok(input)
+}
+
+fn input_location(locations: &[shoebox::Location], index: usize) -> String {
+    match index.checked_sub(1).and_then(|i| locations.get(i)) {
+        Some(at) => format!("{}: line {}", at.path.display(), at.line),
+        None => format!("notification {index}"),
+    }
 }

@@ -1,0 +1,100 @@
+//! `yagi-event --config yagi.conf`: consumes notifications from RabbitMQ into the
+//! winchester engine (and the shoebox archive), as yagi's event worker did.
+//!
+//! A bad yagi.conf or winchester.yaml stops it at start-up (exit 2). SIGTERM finishes
+//! and acknowledges the batch in hand and exits 0.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use worker::notabene::AmqpPublisher;
+use worker::observe;
+use worker::store;
+use worker::winchester::clock::SystemClock;
+use worker::winchester::config::load_config;
+use worker::winchester::engine::Engine;
+use worker::yagi::metrics::YagiMetrics;
+use worker::yagi::{load_yagi_config, run_consumer, EngineParts};
+
+#[derive(Parser)]
+#[command(
+    name = "yagi-event",
+    version,
+    about = "StackTach.v3 RabbitMQ consumer (yagi's event worker)"
+)]
+struct Args {
+    /// yagi.conf
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9102")]
+    metrics_listen: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    observe::run_main(run(Args::parse()))
+}
+
+async fn run(args: Args) -> Result<ExitCode> {
+    let config = match load_yagi_config(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("yagi-event: bad configuration: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let shutdown = observe::shutdown_on_signals();
+    let health = observe::Health::default();
+    let metrics = YagiMetrics::new();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+
+    let mut parts = EngineParts::default();
+    if let Some(path) = &config.winchester_config {
+        let wconfig = match load_config(path) {
+            Ok(c) => c,
+            Err(errors) => {
+                eprintln!("yagi-event: bad winchester configuration:\n{errors}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        for w in &wconfig.warnings {
+            tracing::warn!("{w}");
+        }
+        let url = wconfig.settings.database.url.clone();
+        let Some(store) = store::open_when_ready(&url, &shutdown)
+            .await
+            .with_context(|| format!("opening {}", store::redact_url(&url)))?
+        else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let engine = Engine::new(
+            &wconfig,
+            store,
+            Arc::new(SystemClock),
+            Arc::new(AmqpPublisher::default()),
+        )?;
+        parts.manager = Some(engine.manager.clone());
+    }
+    let bound = observe::serve(
+        args.metrics_listen,
+        Arc::new(registry),
+        health.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
+    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+
+    match run_consumer(config, parts, metrics, health, shutdown).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("yagi-event: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,722 @@
+//! Consuming one queue: connect, declare, batch, hand to the apps, dead-letter the
+//! poison, acknowledge after the commit; reconnect on failure.
+//!
+//! A batch is the deliveries that arrive within `batch_timeout` of its first one, up
+//! to `max_messages`. It is acknowledged (one `basic.ack` with `multiple`) only once
+//! every app has handled it (the store's transaction committed, the archive flushed)
+//! and its poison messages are confirmed in the dead-letter queue. Until then nothing
+//! is acknowledged: a crash means RabbitMQ redelivers the batch, and the store skips
+//! message_ids it already holds.
+
+use super::apps::{AppChain, AppError, AppReport};
+use super::config::{BrokerConfig, ConsumerConfig};
+use super::metrics::{queue_label, reason_labels, YagiMetrics};
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Longest pause between retries of a batch the store (or archive) refused.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+/// How long opening a connection and declaring the topology may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a message is poison: a metric label / header value and a human detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poison {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// Parses a message body: a notification as JSON, or the oslo.messaging 2.0 envelope
+/// `{"oslo.version": "2.0", "oslo.message": "<notification as a JSON string>"}`.
+pub fn parse_body(data: &[u8]) -> Result<Value, Poison> {
+    let text = std::str::from_utf8(data).map_err(|e| Poison {
+        reason: "not_utf8",
+        detail: format!("body is not UTF-8: {e}"),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| Poison {
+        reason: "invalid_json",
+        detail: format!("body is not JSON: {e}"),
+    })?;
+    let value = match value {
+        Value::Object(mut map) if map.contains_key("oslo.message") => {
+            let inner = match map.remove("oslo.message") {
+                Some(Value::String(s)) => s,
+                _ => {
+                    return Err(Poison {
+                        reason: "invalid_envelope",
+                        detail: "oslo.message is not a string".into(),
+                    })
+                }
+            };
+            serde_json::from_str(&inner).map_err(|e| Poison {
+                reason: "invalid_envelope",
+                detail: format!("oslo.message is not JSON: {e}"),
+            })?
+        }
+        other => other,
+    };
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(Poison {
+            reason: "not_an_object",
+            detail: "notification is not a JSON object".into(),
+        })
+    }
+}
+
+/// Connection state shared with the readiness probe.
+#[derive(Debug)]
+pub struct Readiness {
+    queues: Vec<AtomicBool>,
+    store_ok: AtomicBool,
+    health: crate::observe::Health,
+}
+
+impl Readiness {
+    pub fn new(queues: usize, health: crate::observe::Health) -> Self {
+        Readiness {
+            queues: (0..queues).map(|_| AtomicBool::new(false)).collect(),
+            store_ok: AtomicBool::new(true),
+            health,
+        }
+    }
+
+    fn update(&self) {
+        let ready = self.store_ok.load(Ordering::SeqCst)
+            && self.queues.iter().all(|q| q.load(Ordering::SeqCst));
+        self.health.set_ready(ready);
+    }
+
+    pub fn set_connected(&self, queue: usize, connected: bool) {
+        if let Some(q) = self.queues.get(queue) {
+            q.store(connected, Ordering::SeqCst);
+        }
+        self.update();
+    }
+
+    pub fn set_store_ok(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::SeqCst);
+        self.update();
+    }
+}
+
+/// Everything one queue's consumer task shares with the rest of the process.
+pub struct QueueContext {
+    pub index: usize,
+    pub broker: BrokerConfig,
+    pub consumer: ConsumerConfig,
+    pub chain: AppChain,
+    pub metrics: YagiMetrics,
+    pub readiness: Arc<Readiness>,
+    /// Messages received since the last statistics line.
+    pub received_since: Arc<AtomicU64>,
+}
+
+/// An error that ends a session (the task reconnects).
+#[derive(Debug)]
+struct SessionError(String);
+
+impl<E: std::fmt::Display> From<E> for SessionError {
+    fn from(e: E) -> Self {
+        SessionError(e.to_string())
+    }
+}
+
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    dead_letter: Channel,
+    consumer: Consumer,
+    consumer_tag: String,
+}
+
+fn exchange_kind(name: &str) -> ExchangeKind {
+    match name {
+        "topic" => ExchangeKind::Topic,
+        "direct" => ExchangeKind::Direct,
+        "fanout" => ExchangeKind::Fanout,
+        "headers" => ExchangeKind::Headers,
+        other => ExchangeKind::Custom(other.to_string()),
+    }
+}
+
+async fn open_session(ctx: &QueueContext) -> Result<Session, SessionError> {
+    let c = &ctx.consumer;
+    let uri = ctx.broker.params.to_string();
+    let connection = Connection::connect_uri(
+        amqp_uri(&ctx.broker),
+        ConnectionProperties::default()
+            .with_connection_name(format!("yagi-event {}", c.queue).into()),
+    )
+    .await
+    .map_err(|e| SessionError(format!("cannot connect to {uri}: {e}")))?;
+    let channel = connection.create_channel().await?;
+    // The original (carrot) declared the queue, then the exchange, then the binding.
+    channel
+        .queue_declare(
+            c.queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: c.durable,
+                auto_delete: c.auto_delete,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| SessionError(format!("cannot declare queue '{}': {e}", c.queue)))?;
+    if !c.exchange.is_empty() {
+        channel
+            .exchange_declare(
+                c.exchange.as_str().into(),
+                exchange_kind(&c.exchange_type),
+                ExchangeDeclareOptions {
+                    durable: c.exchange_is_durable(),
+                    auto_delete: c.exchange_is_auto_delete(),
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| SessionError(format!("cannot declare exchange '{}': {e}", c.exchange)))?;
+        // A headers exchange takes the routing key as arguments (as the original):
+        // not supported beyond an empty key here.
+        channel
+            .queue_bind(
+                c.queue.as_str().into(),
+                c.exchange.as_str().into(),
+                c.routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| SessionError(format!("cannot bind queue '{}': {e}", c.queue)))?;
+    }
+
+    let dead_letter = connection.create_channel().await?;
+    dead_letter
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    dead_letter
+        .exchange_declare(
+            c.dead_letter_exchange.as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| {
+            SessionError(format!(
+                "cannot declare dead-letter exchange '{}': {e}",
+                c.dead_letter_exchange
+            ))
+        })?;
+    dead_letter
+        .queue_declare(
+            c.dead_letter_queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    dead_letter
+        .queue_bind(
+            c.dead_letter_queue.as_str().into(),
+            c.dead_letter_exchange.as_str().into(),
+            c.dead_letter_queue.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    let prefetch = u16::try_from(c.max_messages.saturating_mul(2)).unwrap_or(u16::MAX);
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let consumer_tag = format!("yagi-event-{}-{}", std::process::id(), c.queue);
+    let consumer = channel
+        .basic_consume(
+            c.queue.as_str().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(Session {
+        connection,
+        channel,
+        dead_letter,
+        consumer,
+        consumer_tag,
+    })
+}
+
+fn amqp_uri(broker: &BrokerConfig) -> lapin::uri::AMQPUri {
+    use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+    let p = &broker.params;
+    AMQPUri {
+        scheme: if p.tls {
+            AMQPScheme::AMQPS
+        } else {
+            AMQPScheme::AMQP
+        },
+        authority: AMQPAuthority {
+            userinfo: AMQPUserInfo {
+                username: p.user.clone(),
+                password: p.password.clone(),
+            },
+            host: p.host.clone(),
+            port: p.port,
+        },
+        vhost: p.vhost.clone(),
+        query: AMQPQueryString::default(),
+    }
+}
+
+impl Session {
+    fn alive(&self) -> bool {
+        self.connection.status().connected()
+            && self.channel.status().connected()
+            && self.dead_letter.status().connected()
+    }
+
+    async fn close(self) {
+        let closing = async {
+            if self.channel.status().connected() {
+                let _ = self
+                    .channel
+                    .basic_cancel(
+                        self.consumer_tag.as_str().into(),
+                        BasicCancelOptions::default(),
+                    )
+                    .await;
+            }
+            if self.connection.status().connected() {
+                let _ = self.connection.close(200, "bye".into()).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), closing).await;
+    }
+
+    /// The next delivery; `Ok(None)` when `stop` fired first.
+    async fn next(&mut self, stop: impl std::future::Future<Output = ()>) -> NextDelivery {
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        check.tick().await;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                d = self.consumer.next() => {
+                    return match d {
+                        Some(Ok(d)) => NextDelivery::Delivery(Box::new(d)),
+                        Some(Err(e)) => NextDelivery::Failed(format!("consumer failed: {e}")),
+                        None => NextDelivery::Failed("the broker cancelled the consumer".into()),
+                    }
+                }
+                _ = &mut stop => return NextDelivery::Stopped,
+                _ = check.tick() => {
+                    if !self.alive() {
+                        return NextDelivery::Failed("connection lost".into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum NextDelivery {
+    Delivery(Box<Delivery>),
+    Stopped,
+    Failed(String),
+}
+
+/// Consumes one queue until `shutdown`, reconnecting (with back-off) on failure.
+pub async fn consume_queue(ctx: QueueContext, shutdown: CancellationToken) {
+    let queue = ctx.consumer.queue.clone();
+    let first_pause = Duration::from_millis(500).min(ctx.broker.reconnect_delay);
+    let max_pause = ctx.broker.reconnect_delay.max(first_pause);
+    let mut pause = first_pause;
+    let mut failed_before = false;
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, open_session(&ctx)) => {
+                r.unwrap_or_else(|_| Err(SessionError(format!(
+                    "connecting to {} timed out after {CONNECT_TIMEOUT:?}", ctx.broker.params
+                ))))
+            }
+        };
+        let mut session = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%queue, error = %e.0, retry_in = ?pause,
+                    "cannot consume; reconnecting");
+                failed_before = true;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(max_pause);
+                continue;
+            }
+        };
+        if failed_before {
+            ctx.metrics
+                .reconnects
+                .get_or_create(&queue_label(&queue))
+                .inc();
+        }
+        tracing::info!(%queue, broker = %ctx.broker.params, exchange = %ctx.consumer.exchange,
+            routing_key = %ctx.consumer.routing_key, "connection established");
+        ctx.readiness.set_connected(ctx.index, true);
+        pause = first_pause;
+        let outcome = run_session(&ctx, &mut session, &shutdown).await;
+        ctx.readiness.set_connected(ctx.index, false);
+        session.close().await;
+        match outcome {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(%queue, error = %e.0, "RabbitMQ connection lost; reconnecting");
+                failed_before = true;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+    tracing::info!(%queue, "consumer stopped");
+}
+
+/// Batches until `shutdown` (Ok) or a broken connection (Err).
+async fn run_session(
+    ctx: &QueueContext,
+    session: &mut Session,
+    shutdown: &CancellationToken,
+) -> Result<(), SessionError> {
+    let max = ctx.consumer.max_messages;
+    loop {
+        let first = match session.next(shutdown.cancelled()).await {
+            NextDelivery::Delivery(d) => d,
+            NextDelivery::Stopped => return Ok(()),
+            NextDelivery::Failed(e) => return Err(SessionError(e)),
+        };
+        let started = Instant::now();
+        let mut batch = vec![*first];
+        let deadline = tokio::time::Instant::now() + ctx.consumer.batch_timeout;
+        while batch.len() < max && !shutdown.is_cancelled() {
+            let stop = async {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            };
+            match session.next(stop).await {
+                NextDelivery::Delivery(d) => batch.push(*d),
+                NextDelivery::Stopped => break,
+                NextDelivery::Failed(e) => return Err(SessionError(e)),
+            }
+        }
+        process_batch(ctx, session, batch, started, shutdown).await?;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+/// Handles one batch and acknowledges it. Returns Err when the connection broke (the
+/// batch is then redelivered by RabbitMQ).
+async fn process_batch(
+    ctx: &QueueContext,
+    session: &Session,
+    batch: Vec<Delivery>,
+    started: Instant,
+    shutdown: &CancellationToken,
+) -> Result<(), SessionError> {
+    let queue = &ctx.consumer.queue;
+    let labels = queue_label(queue);
+    let n = batch.len() as u64;
+    ctx.metrics.received.get_or_create(&labels).inc_by(n);
+    ctx.received_since.fetch_add(n, Ordering::Relaxed);
+
+    // Poison per delivery index (first reason wins).
+    let mut poison: Vec<Option<Poison>> = vec![None; batch.len()];
+    let mut good: Vec<Value> = Vec::with_capacity(batch.len());
+    let mut good_index: Vec<usize> = Vec::with_capacity(batch.len());
+    for (i, d) in batch.iter().enumerate() {
+        match parse_body(&d.data) {
+            Ok(v) => {
+                good.push(v);
+                good_index.push(i);
+            }
+            Err(p) => poison[i] = Some(p),
+        }
+    }
+
+    if !good.is_empty() {
+        let reports = run_apps(ctx, session, &good, shutdown).await?;
+        let reports = match reports {
+            Some(r) => r,
+            // Shut down while the store was away: leave the batch unacknowledged.
+            None => return Ok(()),
+        };
+        for report in reports {
+            if report.stored > 0 {
+                ctx.metrics
+                    .stored
+                    .get_or_create(&labels)
+                    .inc_by(report.stored);
+            }
+            if report.duplicates > 0 {
+                ctx.metrics
+                    .duplicates
+                    .get_or_create(&labels)
+                    .inc_by(report.duplicates);
+            }
+            for r in report.rejected {
+                if let Some(&i) = good_index.get(r.index) {
+                    if poison[i].is_none() {
+                        poison[i] = Some(Poison {
+                            reason: r.reason,
+                            detail: r.detail,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    dead_letter(ctx, session, &batch, &poison).await?;
+
+    if let Some(last) = batch.last() {
+        session
+            .channel
+            .basic_ack(last.delivery_tag, BasicAckOptions { multiple: true })
+            .await
+            .map_err(|e| SessionError(format!("cannot acknowledge: {e}")))?;
+    }
+    ctx.metrics.batches.get_or_create(&labels).inc();
+    ctx.metrics
+        .batch_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(%queue, messages = n, "batch acknowledged");
+    Ok(())
+}
+
+/// Runs every app of the chain over `good`, retrying transient failures with back-off
+/// (an app that already succeeded is not run again). `Ok(None)`: shut down while
+/// retrying.
+async fn run_apps(
+    ctx: &QueueContext,
+    session: &Session,
+    good: &[Value],
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<AppReport>>, SessionError> {
+    let queue = &ctx.consumer.queue;
+    let apps = &ctx.chain.apps;
+    let mut reports: Vec<Option<AppReport>> = vec![None; apps.len()];
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let mut failure: Option<String> = None;
+        for (i, app) in apps.iter().enumerate() {
+            if reports[i].is_some() {
+                continue;
+            }
+            match handle_with_fallback(app.as_ref(), good).await {
+                Ok(r) => {
+                    reports[i] = Some(r);
+                    if app.kind() == super::config::AppKind::Winchester {
+                        ctx.readiness.set_store_ok(true);
+                    }
+                }
+                Err(e) => {
+                    if app.kind() == super::config::AppKind::Winchester {
+                        ctx.readiness.set_store_ok(false);
+                    }
+                    failure = Some(format!("{}: {e}", app.kind().class_name()));
+                    break;
+                }
+            }
+        }
+        let Some(why) = failure else {
+            return Ok(Some(reports.into_iter().flatten().collect()));
+        };
+        ctx.metrics.retries.get_or_create(&queue_label(queue)).inc();
+        tracing::warn!(%queue, error = %why, retry_in = ?pause,
+            "batch not handled; keeping it and retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        if !session.alive() {
+            return Err(SessionError(
+                "connection lost while retrying a batch".into(),
+            ));
+        }
+        pause = (pause * 2).min(MAX_RETRY_PAUSE);
+    }
+}
+
+/// Runs an app over the batch; on a permanent failure, over each notification alone,
+/// so that only the culprits are rejected (reason `app_error`). Transient failures
+/// are returned for the caller to retry.
+async fn handle_with_fallback(
+    app: &dyn super::apps::App,
+    good: &[Value],
+) -> Result<AppReport, AppError> {
+    match app.handle(good).await {
+        Err(AppError::Permanent(e)) => {
+            tracing::error!(app = app.kind().class_name(), error = %e,
+                "batch refused; handling its notifications one by one");
+            let mut total = AppReport::default();
+            for (i, n) in good.iter().enumerate() {
+                match app.handle(std::slice::from_ref(n)).await {
+                    Ok(r) => {
+                        total.stored += r.stored;
+                        total.duplicates += r.duplicates;
+                        total.rejected.extend(r.rejected.into_iter().map(|mut x| {
+                            x.index = i;
+                            x
+                        }));
+                    }
+                    Err(AppError::Permanent(e)) => total.rejected.push(super::apps::Rejected {
+                        index: i,
+                        reason: "app_error",
+                        detail: e,
+                    }),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(total)
+        }
+        other => other,
+    }
+}
+
+/// Republishes the poison messages (with publisher confirms) before the batch is
+/// acknowledged.
+async fn dead_letter(
+    ctx: &QueueContext,
+    session: &Session,
+    batch: &[Delivery],
+    poison: &[Option<Poison>],
+) -> Result<(), SessionError> {
+    let c = &ctx.consumer;
+    let mut confirms = Vec::new();
+    for (d, p) in batch.iter().zip(poison) {
+        let Some(p) = p else { continue };
+        tracing::debug!(queue = %c.queue, reason = p.reason, detail = %p.detail,
+            dead_letter_queue = %c.dead_letter_queue, "poison message dead-lettered");
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-stv3-reason".into(),
+            AMQPValue::LongString(p.reason.into()),
+        );
+        headers.insert(
+            "x-stv3-detail".into(),
+            AMQPValue::LongString(p.detail.as_str().into()),
+        );
+        headers.insert(
+            "x-stv3-original-queue".into(),
+            AMQPValue::LongString(c.queue.as_str().into()),
+        );
+        headers.insert(
+            "x-stv3-original-exchange".into(),
+            AMQPValue::LongString(d.exchange.as_str().into()),
+        );
+        headers.insert(
+            "x-stv3-original-routing-key".into(),
+            AMQPValue::LongString(d.routing_key.as_str().into()),
+        );
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        if let Some(ct) = d.properties.content_type() {
+            props = props.with_content_type(ct.clone());
+        }
+        if let Some(ce) = d.properties.content_encoding() {
+            props = props.with_content_encoding(ce.clone());
+        }
+        let confirm = session
+            .dead_letter
+            .basic_publish(
+                c.dead_letter_exchange.as_str().into(),
+                c.dead_letter_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &d.data,
+                props,
+            )
+            .await
+            .map_err(|e| SessionError(format!("cannot dead-letter: {e}")))?;
+        confirms.push((confirm, p.reason));
+    }
+    if let Some(first) = poison.iter().flatten().next() {
+        tracing::warn!(queue = %c.queue, count = confirms.len(), first_reason = first.reason,
+            first_detail = %first.detail, dead_letter_queue = %c.dead_letter_queue,
+            "poison messages dead-lettered");
+    }
+    for (confirm, reason) in confirms {
+        let confirmation = confirm
+            .await
+            .map_err(|e| SessionError(format!("dead-letter not confirmed: {e}")))?;
+        if !confirmation.is_ack() {
+            return Err(SessionError(
+                "the broker refused a dead-lettered message".into(),
+            ));
+        }
+        ctx.metrics
+            .dead_lettered
+            .get_or_create(&reason_labels(&c.queue, reason))
+            .inc();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        let plain = br#"{"event_type": "a", "message_id": "m"}"#;
+        assert_eq!(parse_body(plain).unwrap()["message_id"], "m");
+        let inner = r#"{"event_type": "a", "message_id": "m2"}"#;
+        let env = serde_json::json!({"oslo.version": "2.0", "oslo.message": inner}).to_string();
+        assert_eq!(parse_body(env.as_bytes()).unwrap()["message_id"], "m2");
+        assert_eq!(parse_body(b"not json").unwrap_err().reason, "invalid_json");
+        assert_eq!(parse_body(b"[1,2]").unwrap_err().reason, "not_an_object");
+        assert_eq!(parse_body(b"\xff\xfe").unwrap_err().reason, "not_utf8");
+        assert_eq!(
+            parse_body(br#"{"oslo.version": "2.0", "oslo.message": 5}"#)
+                .unwrap_err()
+                .reason,
+            "invalid_envelope"
+        );
+        assert_eq!(
+            parse_body(br#"{"oslo.version": "2.0", "oslo.message": "[1]"}"#)
+                .unwrap_err()
+                .reason,
+            "not_an_object"
+        );
+    }
+}
