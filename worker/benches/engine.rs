@@ -7,9 +7,11 @@
 //! MariaDB comes from `STV3_TEST_MYSQL_URL` (`scripts/services.sh up`); each run makes
 //! its own `stv3_bench_*` databases and drops them.
 
+mod common;
+
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use common::{bench_floor, drop_db, fresh_db, BATCH};
 use serde_json::Value;
-use sqlx::{Connection, QueryBuilder};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,8 +27,6 @@ use worker::winchester::definition::load_triggers;
 use worker::winchester::engine::Engine;
 use worker::winchester::ingest::TriggerManager;
 use worker::winchester::triggers::TriggerSet;
-
-const BATCH: usize = 100;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -65,56 +65,6 @@ fn notifications(count: usize) -> Vec<Value> {
 
 fn config() -> LoadedConfig {
     load_config(&root().join("etc/winchester.yaml")).expect("etc/winchester.yaml loads")
-}
-
-struct Db {
-    url: String,
-    mysql_name: Option<String>,
-    _dir: Option<PathBuf>,
-}
-
-async fn fresh_db(kind: &str) -> Db {
-    if kind == "sqlite" {
-        let dir =
-            std::env::temp_dir().join(format!("stv3-bench-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        return Db {
-            url: format!("sqlite://{}/bench.db", dir.display()),
-            mysql_name: None,
-            _dir: Some(dir),
-        };
-    }
-    let base = std::env::var("STV3_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://stv3:stv3@127.0.0.1:3306/stv3_test".to_string());
-    let name = format!("stv3_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::MySqlConnection::connect(&base)
-        .await
-        .expect("MariaDB");
-    sqlx::query(&format!("CREATE DATABASE `{name}`"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let (prefix, _) = base.rsplit_once('/').expect("database in URL");
-    Db {
-        url: format!("{prefix}/{name}"),
-        mysql_name: Some(name),
-        _dir: None,
-    }
-}
-
-async fn drop_db(db: Db) {
-    if let Some(name) = db.mysql_name {
-        let base = std::env::var("STV3_TEST_MYSQL_URL")
-            .unwrap_or_else(|_| "mysql://stv3:stv3@127.0.0.1:3306/stv3_test".to_string());
-        if let Ok(mut conn) = sqlx::MySqlConnection::connect(&base).await {
-            let _ = sqlx::query(&format!("DROP DATABASE `{name}`"))
-                .execute(&mut conn)
-                .await;
-        }
-    }
-    if let Some(dir) = db._dir {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
 fn rate(n: usize, secs: f64) -> String {
@@ -158,84 +108,6 @@ async fn bench_ingest(kind: &str, input: &[Value]) -> (f64, usize) {
     drop(store);
     drop_db(db).await;
     (secs, stored)
-}
-
-/// The floor: the same events' rows (event + event_trait) with bare multi-row
-/// INSERTs, one transaction per batch of 100, ids assigned by the client.
-async fn bench_floor(kind: &str, events: &[Event]) -> f64 {
-    let db = fresh_db(kind).await;
-    let store = store::open(&db.url).await.expect("open");
-    store.migrate().await.expect("migrate");
-    drop(store);
-    let started;
-    macro_rules! floor {
-        ($conn:expr) => {{
-            let conn = &mut $conn;
-            sqlx::query("INSERT INTO event_type (id, name) VALUES (1, 'bench')")
-                .execute(&mut *conn)
-                .await
-                .expect("event type");
-            started = Instant::now();
-            let mut next_id = 1i64;
-            for batch in events.chunks(BATCH) {
-                let mut tx = conn.begin().await.expect("begin");
-                let mut q = QueryBuilder::new("INSERT INTO event (id, message_id, event_type_id, generated) ");
-                let first = next_id;
-                q.push_values(batch.iter().enumerate(), |mut b, (i, e)| {
-                    b.push_bind(first + i as i64)
-                        .push_bind(e.message_id.as_str())
-                        .push_bind(1i64)
-                        .push_bind(e.timestamp.timestamp_micros());
-                });
-                q.build().execute(&mut *tx).await.expect("insert events");
-                let rows: Vec<(i64, &String, &TraitValue)> = batch
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(i, e)| e.traits.iter().map(move |(k, v)| (first + i as i64, k, v)))
-                    .collect();
-                let mut q = QueryBuilder::new(
-                    "INSERT INTO event_trait (event_id, name, type, t_string, t_int, t_float, t_datetime) ",
-                );
-                q.push_values(rows, |mut b, (id, name, v)| {
-                    let (ty, s, i, f, d): (i16, Option<&str>, Option<i64>, Option<f64>, Option<i64>) = match v {
-                        TraitValue::Text(s) => (1, Some(s.as_str()), None, None, None),
-                        TraitValue::Int(i) => (2, None, Some(*i), None, None),
-                        TraitValue::Float(f) => (3, None, None, Some(*f), None),
-                        TraitValue::Datetime(d) => (4, None, None, None, Some(d.timestamp_micros())),
-                    };
-                    b.push_bind(id)
-                        .push_bind(name.as_str())
-                        .push_bind(ty)
-                        .push_bind(s)
-                        .push_bind(i)
-                        .push_bind(f)
-                        .push_bind(d);
-                });
-                q.build().execute(&mut *tx).await.expect("insert traits");
-                tx.commit().await.expect("commit");
-                next_id += batch.len() as i64;
-            }
-        }};
-    }
-    if kind == "sqlite" {
-        let opts: sqlx::sqlite::SqliteConnectOptions = db.url.parse().expect("url");
-        let mut conn = sqlx::SqliteConnection::connect_with(
-            &opts
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal),
-        )
-        .await
-        .expect("sqlite");
-        floor!(conn);
-    } else {
-        let mut conn = sqlx::MySqlConnection::connect(&db.url)
-            .await
-            .expect("mysql");
-        floor!(conn);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    drop_db(db).await;
-    secs
 }
 
 /// Streams expired per second through the sandbox's expire pipeline (logger, usage,

@@ -1,0 +1,800 @@
+//! Region → the objects it owns. Pure: these functions take the region (and the
+//! already-resolved config file texts) and return the objects the reconciler applies
+//! with server-side apply; no I/O, no clock. Each object carries the region as its
+//! controlling owner and the `app.kubernetes.io/*` labels.
+//!
+//! Credentials never appear in what is built here: the yagi config names no user or
+//! password, `winchester.yaml` carries no database URL; the containers get them as
+//! environment variables from Secret references ([`ENV_AMQP_USER`],
+//! [`ENV_AMQP_PASSWORD`], [`ENV_DATABASE_URL`]).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config_check::{ConfigFiles, EVENT_DEFINITIONS_FILE, PIPELINES_FILE, TRIGGERS_FILE};
+use crate::crd::{Cell, ExchangeType, ImageOverride, PullPolicy, StackTachRegion};
+use crate::{Error, Result};
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "stv3-operator";
+/// The pod-template annotation holding the hash of the config a pod runs with; a
+/// config change changes it and so rolls exactly the Deployments using that config.
+pub const CONFIG_HASH_ANNOTATION: &str = "stacktach.io/config-hash";
+/// The label naming a collector's cell.
+pub const CELL_LABEL: &str = "stacktach.io/cell";
+/// RabbitMQ user name, from the cell's credentials Secret.
+pub const ENV_AMQP_USER: &str = "STV3_AMQP_USER";
+/// RabbitMQ password, from the cell's credentials Secret.
+pub const ENV_AMQP_PASSWORD: &str = "STV3_AMQP_PASSWORD";
+/// The database URL, from the database Secret.
+pub const ENV_DATABASE_URL: &str = "STV3_DATABASE_URL";
+/// Where the region's config files are mounted.
+pub const REGION_CONFIG_DIR: &str = "/etc/stv3/region";
+/// Where a cell's `yagi.conf` is mounted.
+pub const CELL_CONFIG_DIR: &str = "/etc/stv3/cell";
+/// The image tag used when the region names none.
+pub const DEFAULT_TAG: &str = env!("CARGO_PKG_VERSION");
+
+/// The components of a region, as in the `app.kubernetes.io/component` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// A cell's yagi collectors.
+    Yagi,
+    /// The pipeline workers.
+    PipelineWorker,
+    /// The query API.
+    Api,
+    /// The managed MySQL.
+    Database,
+    /// The schema-migration Job.
+    Migration,
+    /// The region-wide configuration.
+    Config,
+}
+
+impl Component {
+    /// The label value (and object-name part).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Yagi => "yagi",
+            Component::PipelineWorker => "pipeline-worker",
+            Component::Api => "api",
+            Component::Database => "database",
+            Component::Migration => "migration",
+            Component::Config => "config",
+        }
+    }
+}
+
+// ------------------------------------------------------------------ names
+
+/// `<region>-yagi-<cell>`: a cell's ConfigMap and Deployment.
+pub fn yagi_name(region: &StackTachRegion, cell: &str) -> String {
+    format!("{}-yagi-{cell}", region.name_any())
+}
+
+/// `<region>-config`: the region's shared config files.
+pub fn config_name(region: &StackTachRegion) -> String {
+    format!("{}-config", region.name_any())
+}
+
+/// `<region>-pipeline-worker`.
+pub fn pipeline_worker_name(region: &StackTachRegion) -> String {
+    format!("{}-pipeline-worker", region.name_any())
+}
+
+/// `<region>-api`: the API Deployment and Service.
+pub fn api_name(region: &StackTachRegion) -> String {
+    format!("{}-api", region.name_any())
+}
+
+/// `<region>-db`: the managed database's StatefulSet, Service and generated Secret.
+pub fn database_name(region: &StackTachRegion) -> String {
+    format!("{}-db", region.name_any())
+}
+
+// ------------------------------------------------------------------ common parts
+
+/// The labels of every object of `component`; the selector labels are the same
+/// minus `app.kubernetes.io/managed-by` and `part-of`.
+pub fn labels(
+    region: &StackTachRegion,
+    component: Component,
+    cell: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut l = selector_labels(region, component, cell);
+    l.insert("app.kubernetes.io/part-of".into(), "stacktach".into());
+    l.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+    l
+}
+
+/// The labels a component's selector matches.
+pub fn selector_labels(
+    region: &StackTachRegion,
+    component: Component,
+    cell: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "stacktach".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), region.name_any()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            component.as_str().to_string(),
+        ),
+    ]);
+    if let Some(cell) = cell {
+        l.insert(CELL_LABEL.into(), cell.into());
+    }
+    l
+}
+
+/// The region as the controlling owner of what it owns (garbage collection deletes
+/// them with it). Fails when the region has no uid yet (it was never stored).
+pub fn owner_reference(region: &StackTachRegion) -> Result<OwnerReference> {
+    region
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::MissingReference(format!("region {} has no uid", region.name_any())))
+}
+
+fn metadata(
+    region: &StackTachRegion,
+    name: String,
+    component: Component,
+    cell: Option<&str>,
+) -> Result<Value> {
+    Ok(json!({
+        "name": name,
+        "namespace": region.namespace(),
+        "labels": labels(region, component, cell),
+        "ownerReferences": [owner_reference(region)?],
+    }))
+}
+
+/// The image and pull policy of a component: its override, else the region's.
+pub fn image(region: &StackTachRegion, component: Component) -> (String, PullPolicy) {
+    let images = &region.spec.images;
+    let none = ImageOverride::default();
+    let o = match component {
+        Component::Yagi => images.yagi.as_ref(),
+        Component::PipelineWorker => images.pipeline_worker.as_ref(),
+        Component::Api => images.api.as_ref(),
+        Component::Migration => images.migration.as_ref(),
+        Component::Database | Component::Config => None,
+    }
+    .unwrap_or(&none);
+    let repo = o.repository.as_deref().unwrap_or(&images.repository);
+    let tag = o
+        .tag
+        .as_deref()
+        .or(images.tag.as_deref())
+        .unwrap_or(DEFAULT_TAG);
+    (
+        format!("{repo}:{tag}"),
+        o.pull_policy.unwrap_or(images.pull_policy),
+    )
+}
+
+/// The pod-level settings every pod gets: the region's knobs, and a non-root security
+/// context when the region sets none.
+fn pod_settings(region: &StackTachRegion) -> serde_json::Map<String, Value> {
+    let pod = &region.spec.pod;
+    let mut m = serde_json::Map::new();
+    if let Some(v) = &pod.node_selector {
+        m.insert("nodeSelector".into(), json!(v));
+    }
+    if let Some(v) = &pod.tolerations {
+        m.insert("tolerations".into(), json!(v));
+    }
+    if let Some(v) = &pod.affinity {
+        m.insert("affinity".into(), json!(v));
+    }
+    if let Some(v) = &pod.image_pull_secrets {
+        m.insert("imagePullSecrets".into(), json!(v));
+    }
+    let sc = match &pod.security_context {
+        Some(sc) => json!(sc),
+        None => json!({ "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } }),
+    };
+    m.insert("securityContext".into(), sc);
+    m
+}
+
+fn container_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": { "drop": ["ALL"] },
+    })
+}
+
+/// The Secret key holding the database URL: the generated Secret of a managed
+/// database, or the one the region references.
+pub fn database_url_secret(region: &StackTachRegion) -> (String, String) {
+    match &region.spec.database.external {
+        Some(ext) => (
+            ext.url_secret_ref.name.clone(),
+            ext.url_secret_ref.key.clone(),
+        ),
+        None => (database_name(region), "url".into()),
+    }
+}
+
+fn database_url_env(region: &StackTachRegion) -> Value {
+    let (name, key) = database_url_secret(region);
+    json!({ "name": ENV_DATABASE_URL, "valueFrom": { "secretKeyRef": { "name": name, "key": key } } })
+}
+
+/// The hash of config data, as put in [`CONFIG_HASH_ANNOTATION`].
+pub fn config_hash<'a>(data: impl IntoIterator<Item = &'a BTreeMap<String, String>>) -> String {
+    let mut h = Sha256::new();
+    for map in data {
+        for (k, v) in map {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        h.update(b"\x00map");
+    }
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    Ok(serde_json::from_value(v)?)
+}
+
+// ------------------------------------------------------------------ region config
+
+/// `winchester.yaml` for the region: the settings, the files under
+/// [`REGION_CONFIG_DIR`], and no database URL (it comes from [`ENV_DATABASE_URL`]).
+pub fn render_winchester_yaml(region: &StackTachRegion, files: &ConfigFiles) -> String {
+    let spec = &region.spec;
+    let w = &spec.config.winchester;
+    let p = &spec.pipeline_workers;
+    let mut out = String::from(
+        "# Rendered by stv3-operator; the database URL comes from $STV3_DATABASE_URL.\n",
+    );
+    out.push_str(&format!("config_path: {REGION_CONFIG_DIR}\n"));
+    out.push_str(&format!(
+        "statistics_period: {}\n",
+        w.statistics_period_seconds
+    ));
+    out.push_str(&format!("pipeline_worker_batch_size: {}\n", p.batch_size));
+    out.push_str(&format!(
+        "pipeline_worker_delay: {}\n",
+        p.idle_delay_seconds
+    ));
+    out.push_str(&format!(
+        "purge_completed_streams: {}\n",
+        w.purge_completed_streams
+    ));
+    out.push_str(&format!("trim_events: {}\n", w.trim_events));
+    out.push_str(&format!(
+        "trim_events_age: {}\n",
+        serde_json::to_string(&w.trim_events_age).expect("a string serializes")
+    ));
+    for (key, file, present) in [
+        (
+            "distiller_config",
+            EVENT_DEFINITIONS_FILE,
+            files.event_definitions.is_some(),
+        ),
+        (
+            "trigger_definitions",
+            TRIGGERS_FILE,
+            files.triggers.is_some(),
+        ),
+        ("pipeline_config", PIPELINES_FILE, files.pipelines.is_some()),
+    ] {
+        if present {
+            out.push_str(&format!("{key}: {file}\n"));
+        }
+    }
+    out.push_str(
+        "pipeline_handlers:\n    logger: winchester.pipeline_handler:LoggingHandler\n    \
+         usage: winchester.pipeline_handler:UsageHandler\n    \
+         notabene: winchester.pipeline_handler:NotabeneHandler\n",
+    );
+    out
+}
+
+/// The data of the region's ConfigMap: `winchester.yaml` and the given files.
+pub fn region_config_data(
+    region: &StackTachRegion,
+    files: &ConfigFiles,
+) -> BTreeMap<String, String> {
+    let mut data = BTreeMap::from([(
+        "winchester.yaml".to_string(),
+        render_winchester_yaml(region, files),
+    )]);
+    for (name, text) in [
+        (EVENT_DEFINITIONS_FILE, &files.event_definitions),
+        (TRIGGERS_FILE, &files.triggers),
+        (PIPELINES_FILE, &files.pipelines),
+    ] {
+        if let Some(text) = text {
+            data.insert(name.to_string(), text.clone());
+        }
+    }
+    data
+}
+
+/// `<region>-config`: the region's config files, mounted by every component.
+pub fn region_config_map(region: &StackTachRegion, files: &ConfigFiles) -> Result<ConfigMap> {
+    from_json(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": metadata(region, config_name(region), Component::Config, None)?,
+        "data": region_config_data(region, files),
+    }))
+}
+
+// ------------------------------------------------------------------ cells
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+fn exchange_type(t: ExchangeType) -> &'static str {
+    match t {
+        ExchangeType::Topic => "topic",
+        ExchangeType::Direct => "direct",
+        ExchangeType::Fanout => "fanout",
+        ExchangeType::Headers => "headers",
+    }
+}
+
+/// A cell's `yagi.conf`: the broker (without credentials), its queues and apps.
+pub fn render_yagi_conf(cell: &Cell) -> String {
+    let r = &cell.rabbitmq;
+    let mut apps = vec!["winchester.yagi_handler.WinchesterHandler"];
+    if cell.shoebox.is_some() {
+        apps.push("yagi.handler.shoebox_handler.ShoeboxHandler");
+    }
+    let mut out = format!(
+        "# Rendered by stv3-operator for cell {name}. The RabbitMQ user and password come\n\
+         # from ${ENV_AMQP_USER} and ${ENV_AMQP_PASSWORD}.\n\
+         [global]\nupdate_timer = 10\n\n\
+         [rabbit_broker]\nhost = {host}\nport = {port}\nvhost = {vhost}\nssl = {ssl}\npoll_delay = 0.5\n\n\
+         [consumers]\nqueues = {queues}\n\n\
+         [winchester]\nconfig_file = {REGION_CONFIG_DIR}/winchester.yaml\n",
+        name = cell.name,
+        host = r.host,
+        port = r.port,
+        vhost = r.vhost,
+        ssl = py_bool(r.tls),
+        queues = cell
+            .queues
+            .iter()
+            .map(|q| q.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    if let Some(s) = &cell.shoebox {
+        out.push_str(&format!(
+            "\n[shoebox]\nworking_directory = {p}/working\ndestination_folder = {p}/archive\n\
+             filename_template = %Y%m%d-[[TIMESTAMP]]-stv3-[[CRC]].json\n\
+             roll_manager = shoebox.roll_manager:WritingJSONRollManager\nroll_size_mb = {mb}\n",
+            p = s.path,
+            mb = s.roll_size_mb
+        ));
+    }
+    for q in &cell.queues {
+        out.push_str(&format!(
+            "\n[consumer:{name}]\napps = {apps}\nexchange = {ex}\nexchange_type = {et}\n\
+             routing_key = {rk}\ndurable = {d}\nmax_messages = {mm}\n",
+            name = q.name,
+            apps = apps.join(", "),
+            ex = q.exchange,
+            et = exchange_type(q.exchange_type),
+            rk = q.routing_key,
+            d = py_bool(q.durable),
+            mm = q.max_messages,
+        ));
+    }
+    out
+}
+
+/// The data of a cell's ConfigMap.
+pub fn cell_config_data(cell: &Cell) -> BTreeMap<String, String> {
+    BTreeMap::from([("yagi.conf".to_string(), render_yagi_conf(cell))])
+}
+
+/// `<region>-yagi-<cell>` ConfigMap: the cell's `yagi.conf`.
+pub fn cell_config_map(region: &StackTachRegion, cell: &Cell) -> Result<ConfigMap> {
+    from_json(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": metadata(region, yagi_name(region, &cell.name), Component::Yagi, Some(&cell.name))?,
+        "data": cell_config_data(cell),
+    }))
+}
+
+/// `<region>-yagi-<cell>` Deployment: the cell's collectors. `region_config` is the
+/// data of the region's ConfigMap; it and the cell's config make the config hash.
+pub fn cell_deployment(
+    region: &StackTachRegion,
+    cell: &Cell,
+    region_config: &BTreeMap<String, String>,
+) -> Result<Deployment> {
+    let name = yagi_name(region, &cell.name);
+    let (image, pull) = image(region, Component::Yagi);
+    let creds = &cell.rabbitmq.credentials_secret_ref;
+    let secret_env = |env: &str, key: &str| json!({ "name": env, "valueFrom": { "secretKeyRef": { "name": creds.name, "key": key } } });
+    let mut volumes = vec![
+        json!({ "name": "region-config", "configMap": { "name": config_name(region) } }),
+        json!({ "name": "cell-config", "configMap": { "name": name } }),
+    ];
+    let mut mounts = vec![
+        json!({ "name": "region-config", "mountPath": REGION_CONFIG_DIR, "readOnly": true }),
+        json!({ "name": "cell-config", "mountPath": CELL_CONFIG_DIR, "readOnly": true }),
+    ];
+    if let Some(s) = &cell.shoebox {
+        let mut dir = json!({});
+        if let Some(size) = &s.volume_size {
+            dir["sizeLimit"] = json!(size);
+        }
+        volumes.push(json!({ "name": "shoebox", "emptyDir": dir }));
+        mounts.push(json!({ "name": "shoebox", "mountPath": s.path }));
+    }
+    let hash = config_hash([region_config, &cell_config_data(cell)]);
+    let mut pod = pod_settings(region);
+    pod.insert(
+        "containers".into(),
+        json!([{
+            "name": "yagi",
+            "image": image,
+            "imagePullPolicy": pull,
+            "command": ["yagi-event", "--config", format!("{CELL_CONFIG_DIR}/yagi.conf"),
+                        "--metrics-listen", "0.0.0.0:9102"],
+            "env": [
+                secret_env(ENV_AMQP_USER, &creds.username_key),
+                secret_env(ENV_AMQP_PASSWORD, &creds.password_key),
+                database_url_env(region),
+            ],
+            "ports": [{ "name": "metrics", "containerPort": 9102 }],
+            "readinessProbe": { "httpGet": { "path": "/readyz", "port": "metrics" }, "periodSeconds": 10 },
+            "livenessProbe": { "httpGet": { "path": "/healthz", "port": "metrics" }, "periodSeconds": 20 },
+            "volumeMounts": mounts,
+            "securityContext": container_security_context(),
+        }]),
+    );
+    pod.insert("volumes".into(), json!(volumes));
+    let selector = selector_labels(region, Component::Yagi, Some(&cell.name));
+    from_json(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(region, name, Component::Yagi, Some(&cell.name))?,
+        "spec": {
+            "replicas": cell.yagi_replicas,
+            "selector": { "matchLabels": selector },
+            "template": {
+                "metadata": {
+                    "labels": labels(region, Component::Yagi, Some(&cell.name)),
+                    "annotations": { CONFIG_HASH_ANNOTATION: hash },
+                },
+                "spec": pod,
+            },
+        },
+    }))
+}
+
+// ------------------------------------------------------------------ pipeline workers
+
+/// `<region>-pipeline-worker` Deployment. It has no `replicas`: the
+/// HorizontalPodAutoscaler owns the count, and applying one would fight it.
+pub fn pipeline_worker_deployment(
+    region: &StackTachRegion,
+    region_config: &BTreeMap<String, String>,
+) -> Result<Deployment> {
+    let (image, pull) = image(region, Component::PipelineWorker);
+    let mut container = json!({
+        "name": "pipeline-worker",
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": ["pipeline-worker", "--config", format!("{REGION_CONFIG_DIR}/winchester.yaml"),
+                    "--metrics-listen", "0.0.0.0:9101"],
+        "env": [database_url_env(region)],
+        "ports": [{ "name": "metrics", "containerPort": 9101 }],
+        "readinessProbe": { "httpGet": { "path": "/readyz", "port": "metrics" }, "periodSeconds": 10 },
+        "livenessProbe": { "httpGet": { "path": "/healthz", "port": "metrics" }, "periodSeconds": 20 },
+        "volumeMounts": [{ "name": "region-config", "mountPath": REGION_CONFIG_DIR, "readOnly": true }],
+        "securityContext": container_security_context(),
+    });
+    if let Some(r) = &region.spec.pipeline_workers.resources {
+        container["resources"] = json!(r);
+    }
+    let mut pod = pod_settings(region);
+    pod.insert("containers".into(), json!([container]));
+    pod.insert(
+        "volumes".into(),
+        json!([{ "name": "region-config", "configMap": { "name": config_name(region) } }]),
+    );
+    from_json(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(region, pipeline_worker_name(region), Component::PipelineWorker, None)?,
+        "spec": {
+            "selector": { "matchLabels": selector_labels(region, Component::PipelineWorker, None) },
+            "template": {
+                "metadata": {
+                    "labels": labels(region, Component::PipelineWorker, None),
+                    "annotations": { CONFIG_HASH_ANNOTATION: config_hash([region_config]) },
+                },
+                "spec": pod,
+            },
+        },
+    }))
+}
+
+/// `<region>-pipeline-worker` autoscaling/v2 HorizontalPodAutoscaler on CPU.
+pub fn pipeline_worker_hpa(region: &StackTachRegion) -> Result<HorizontalPodAutoscaler> {
+    let p = &region.spec.pipeline_workers;
+    from_json(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(region, pipeline_worker_name(region), Component::PipelineWorker, None)?,
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": pipeline_worker_name(region),
+            },
+            "minReplicas": p.min_replicas,
+            "maxReplicas": p.max_replicas,
+            "metrics": [{
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": { "type": "Utilization", "averageUtilization": p.target_cpu_utilization_percentage },
+                },
+            }],
+        },
+    }))
+}
+
+// ------------------------------------------------------------------ API
+
+/// The API's container port.
+pub const API_CONTAINER_PORT: i32 = 8000;
+
+/// `<region>-api` Deployment.
+pub fn api_deployment(
+    region: &StackTachRegion,
+    region_config: &BTreeMap<String, String>,
+) -> Result<Deployment> {
+    let (image, pull) = image(region, Component::Api);
+    let mut container = json!({
+        "name": "api",
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": ["stv3-api", "--config", format!("{REGION_CONFIG_DIR}/winchester.yaml"),
+                    "--listen", format!("0.0.0.0:{API_CONTAINER_PORT}")],
+        "env": [database_url_env(region)],
+        "ports": [{ "name": "http", "containerPort": API_CONTAINER_PORT }],
+        "volumeMounts": [{ "name": "region-config", "mountPath": REGION_CONFIG_DIR, "readOnly": true }],
+        "securityContext": container_security_context(),
+    });
+    if let Some(r) = &region.spec.api.resources {
+        container["resources"] = json!(r);
+    }
+    let mut pod = pod_settings(region);
+    pod.insert("containers".into(), json!([container]));
+    pod.insert(
+        "volumes".into(),
+        json!([{ "name": "region-config", "configMap": { "name": config_name(region) } }]),
+    );
+    from_json(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(region, api_name(region), Component::Api, None)?,
+        "spec": {
+            "replicas": region.spec.api.replicas,
+            "selector": { "matchLabels": selector_labels(region, Component::Api, None) },
+            "template": {
+                "metadata": {
+                    "labels": labels(region, Component::Api, None),
+                    "annotations": { CONFIG_HASH_ANNOTATION: config_hash([region_config]) },
+                },
+                "spec": pod,
+            },
+        },
+    }))
+}
+
+/// `<region>-api` Service.
+pub fn api_service(region: &StackTachRegion) -> Result<Service> {
+    from_json(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(region, api_name(region), Component::Api, None)?,
+        "spec": {
+            "type": region.spec.api.service_type,
+            "selector": selector_labels(region, Component::Api, None),
+            "ports": [{ "name": "http", "port": region.spec.api.port, "targetPort": "http" }],
+        },
+    }))
+}
+
+/// Where the API is reached from inside the cluster, for the status.
+pub fn api_endpoint(region: &StackTachRegion) -> String {
+    format!(
+        "http://{}.{}.svc:{}",
+        api_name(region),
+        region.namespace().unwrap_or_default(),
+        region.spec.api.port
+    )
+}
+
+// ------------------------------------------------------------------ database
+
+/// The MySQL port.
+pub const MYSQL_PORT: i32 = 3306;
+/// The database and user the region's components use.
+pub const DATABASE_NAME: &str = "stv3";
+
+/// The generated passwords of a managed database. The reconciler makes them once, when
+/// the Secret does not exist, and never overwrites the Secret afterwards.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabasePasswords {
+    /// The `stv3` user's password.
+    pub user: String,
+    /// MySQL's root password.
+    pub root: String,
+}
+
+impl std::fmt::Debug for DatabasePasswords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabasePasswords(<redacted>)")
+    }
+}
+
+/// The in-cluster host of the managed database (its headless Service's first pod).
+pub fn database_host(region: &StackTachRegion) -> String {
+    let name = database_name(region);
+    format!(
+        "{name}-0.{name}.{}.svc",
+        region.namespace().unwrap_or_default()
+    )
+}
+
+/// `<region>-db` Secret: the managed database's credentials and the URL the
+/// components read ([`ENV_DATABASE_URL`]).
+pub fn database_secret(region: &StackTachRegion, passwords: &DatabasePasswords) -> Result<Secret> {
+    let url = format!(
+        "mysql://{DATABASE_NAME}:{}@{}:{MYSQL_PORT}/{DATABASE_NAME}",
+        passwords.user,
+        database_host(region)
+    );
+    from_json(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": metadata(region, database_name(region), Component::Database, None)?,
+        "type": "Opaque",
+        "stringData": {
+            "username": DATABASE_NAME,
+            "password": passwords.user,
+            "root-password": passwords.root,
+            "url": url,
+        },
+    }))
+}
+
+/// `<region>-db` headless Service: the StatefulSet's stable network identity.
+pub fn database_service(region: &StackTachRegion) -> Result<Service> {
+    from_json(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(region, database_name(region), Component::Database, None)?,
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(region, Component::Database, None),
+            "ports": [{ "name": "mysql", "port": MYSQL_PORT, "targetPort": "mysql" }],
+        },
+    }))
+}
+
+/// `<region>-db` StatefulSet (one MySQL pod and its data volume); `None` for an
+/// external database.
+pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulSet>> {
+    let Some(m) = &region.spec.database.managed else {
+        return Ok(None);
+    };
+    let name = database_name(region);
+    let secret = |env: &str, key: &str| json!({ "name": env, "valueFrom": { "secretKeyRef": { "name": name, "key": key } } });
+    let mut container = json!({
+        "name": "mysql",
+        "image": m.image,
+        "env": [
+            { "name": "MYSQL_DATABASE", "value": DATABASE_NAME },
+            { "name": "MYSQL_USER", "value": DATABASE_NAME },
+            secret("MYSQL_PASSWORD", "password"),
+            secret("MYSQL_ROOT_PASSWORD", "root-password"),
+        ],
+        "ports": [{ "name": "mysql", "containerPort": MYSQL_PORT }],
+        "readinessProbe": { "tcpSocket": { "port": "mysql" }, "periodSeconds": 5 },
+        "volumeMounts": [{ "name": "data", "mountPath": "/var/lib/mysql" }],
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": { "drop": ["ALL"] },
+        },
+    });
+    if let Some(r) = &m.resources {
+        container["resources"] = json!(r);
+    }
+    let mut pod = pod_settings(region);
+    if region.spec.pod.security_context.is_none() {
+        // The official MySQL image's `mysql` user.
+        pod.insert(
+            "securityContext".into(),
+            json!({ "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+                    "seccompProfile": { "type": "RuntimeDefault" } }),
+        );
+    }
+    pod.insert("containers".into(), json!([container]));
+    let mut pvc = json!({
+        "metadata": { "name": "data" },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": { "requests": { "storage": m.storage_size } },
+        },
+    });
+    if let Some(class) = &m.storage_class_name {
+        pvc["spec"]["storageClassName"] = json!(class);
+    }
+    from_json(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": metadata(region, name.clone(), Component::Database, None)?,
+        "spec": {
+            "replicas": 1,
+            "serviceName": name,
+            "selector": { "matchLabels": selector_labels(region, Component::Database, None) },
+            "template": {
+                "metadata": { "labels": labels(region, Component::Database, None) },
+                "spec": pod,
+            },
+            "volumeClaimTemplates": [pvc],
+        },
+    }))
+    .map(Some)
+}
+
+/// The schema-migration Job, `<region>-migrate-<hash of the image>`: a new version
+/// is a new Job (a Job's pod template cannot change), run before the workers roll.
+pub fn migration_job(region: &StackTachRegion) -> Result<Job> {
+    let (image, pull) = image(region, Component::Migration);
+    let version = config_hash([&BTreeMap::from([("image".to_string(), image.clone())])]);
+    let name = format!("{}-migrate-{}", region.name_any(), &version[..10]);
+    let mut pod = pod_settings(region);
+    pod.insert("restartPolicy".into(), json!("OnFailure"));
+    pod.insert(
+        "containers".into(),
+        json!([{
+            "name": "migrate",
+            "image": image,
+            "imagePullPolicy": pull,
+            // The kubelet expands $(VAR) from the container's environment: the URL is
+            // never written into the Job.
+            "command": ["stv3", "db", "upgrade", "--database", format!("$({ENV_DATABASE_URL})")],
+            "env": [database_url_env(region)],
+            "securityContext": container_security_context(),
+        }]),
+    );
+    from_json(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": metadata(region, name, Component::Migration, None)?,
+        "spec": {
+            "backoffLimit": 6,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": { "labels": labels(region, Component::Migration, None) },
+                "spec": pod,
+            },
+        },
+    }))
+}

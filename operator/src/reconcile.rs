@@ -1,0 +1,413 @@
+//! The reconciler: one `reconcile` over a region, on kube's runtime controller. It
+//! resolves and validates the configuration, then server-side applies what
+//! [`crate::desired`] builds (under one field manager, so an unchanged region writes
+//! nothing), deletes the objects of removed cells, and writes the status only when it
+//! changed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config_check::{self, ConfigFiles};
+use crate::crd::{ConfigSource, StackTachRegion, StackTachRegionStatus};
+use crate::desired::{self, Component, DatabasePasswords, CELL_LABEL, FIELD_MANAGER};
+use crate::status::{self, types, ConditionUpdate};
+use crate::{Context, Error, Result};
+
+/// How often a region is looked at again when nothing happened.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Server-side applies `obj` (forcing: the operator owns what it applies).
+async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+/// The text of one config file: inline, or the ConfigMap key it references.
+async fn resolve(ctx: &Context, ns: &str, src: &Option<ConfigSource>) -> Result<Option<String>> {
+    let Some(src) = src else { return Ok(None) };
+    if let Some(text) = &src.inline {
+        return Ok(Some(text.clone()));
+    }
+    let Some(r) = &src.config_map_ref else {
+        return Ok(None);
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let cm = cms
+        .get_opt(&r.name)
+        .await?
+        .ok_or_else(|| Error::MissingReference(format!("ConfigMap {ns}/{} not found", r.name)))?;
+    cm.data
+        .and_then(|mut d| d.remove(&r.key))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::MissingReference(format!("ConfigMap {ns}/{} has no key {:?}", r.name, r.key))
+        })
+}
+
+async fn resolve_files(ctx: &Context, ns: &str, region: &StackTachRegion) -> Result<ConfigFiles> {
+    let c = &region.spec.config;
+    Ok(ConfigFiles {
+        event_definitions: resolve(ctx, ns, &c.event_definitions).await?,
+        triggers: resolve(ctx, ns, &c.triggers).await?,
+        pipelines: resolve(ctx, ns, &c.pipelines).await?,
+    })
+}
+
+/// Makes a random password (never logged).
+fn password() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
+}
+
+/// The managed database: its Secret is created once and never overwritten; the
+/// Service and StatefulSet are applied. Returns whether it is ready, and why not.
+async fn reconcile_database(
+    ctx: &Context,
+    ns: &str,
+    region: &StackTachRegion,
+) -> Result<ConditionUpdate> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    match desired::database_statefulset(region)? {
+        Some(sts) => {
+            let name = desired::database_name(region);
+            if secrets.get_opt(&name).await?.is_none() {
+                let passwords = DatabasePasswords {
+                    user: password(),
+                    root: password(),
+                };
+                let secret = desired::database_secret(region, &passwords)?;
+                match secrets.create(&PostParams::default(), &secret).await {
+                    Ok(_) => {}
+                    // Created meanwhile (another replica or an earlier attempt): keep it.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            apply(ctx, ns, &desired::database_service(region)?).await?;
+            let sts = apply(ctx, ns, &sts).await?;
+            let ready = sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+            Ok(if ready >= 1 {
+                ConditionUpdate::yes(
+                    types::DATABASE_READY,
+                    "MySQLReady",
+                    "the managed MySQL is ready",
+                )
+            } else {
+                ConditionUpdate::no(
+                    types::DATABASE_READY,
+                    "MySQLStarting",
+                    "the managed MySQL is not ready yet",
+                )
+            })
+        }
+        None => {
+            let (name, key) = desired::database_url_secret(region);
+            let has_key = secrets
+                .get_opt(&name)
+                .await?
+                .and_then(|s| s.data)
+                .is_some_and(|d| d.contains_key(&key));
+            Ok(if has_key {
+                ConditionUpdate::yes(
+                    types::DATABASE_READY,
+                    "ExternalSecretFound",
+                    format!("the URL is in Secret {name}"),
+                )
+            } else {
+                ConditionUpdate::no(
+                    types::DATABASE_READY,
+                    "ExternalSecretMissing",
+                    format!(
+                        "Secret {name} with key {key:?} not found: create it with the database URL"
+                    ),
+                )
+            })
+        }
+    }
+}
+
+/// Deletes the ConfigMaps and Deployments of cells no longer in the spec.
+async fn prune_removed_cells(ctx: &Context, ns: &str, region: &StackTachRegion) -> Result<()> {
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/component={}",
+        region.name_any(),
+        Component::Yagi.as_str()
+    );
+    let lp = ListParams::default().labels(&selector);
+    let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let uid = region.uid();
+    let owned = |meta: &kube::api::ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(&o.uid) == uid.as_ref())
+    };
+    let cell_of = |meta: &kube::api::ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(CELL_LABEL))
+            .cloned()
+    };
+    let deployments: Vec<_> = deploys.list(&lp).await?.items;
+    let configmaps: Vec<_> = cms.list(&lp).await?.items;
+    let found: BTreeSet<String> = deployments
+        .iter()
+        .map(|d| &d.metadata)
+        .chain(configmaps.iter().map(|c| &c.metadata))
+        .filter(|m| owned(m))
+        .filter_map(cell_of)
+        .collect();
+    for cell in status::removed_cells(region, found.iter().map(String::as_str)) {
+        let name = desired::yagi_name(region, &cell);
+        tracing::info!(region = %region.name_any(), %cell, "deleting a removed cell's objects");
+        for result in [
+            deploys
+                .delete(&name, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+            cms.delete(&name, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        ] {
+            match result {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    region: &StackTachRegion,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &region.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an event failed");
+    }
+}
+
+/// Writes the status when it differs from what the region has.
+async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    region: &StackTachRegion,
+    status: StackTachRegionStatus,
+) -> Result<()> {
+    if region.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<StackTachRegion> = Api::namespaced(ctx.client.clone(), ns);
+    match api
+        .patch_status(
+            &region.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deleted meanwhile: there is no status to write.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Brings one region's owned objects and status in line with its spec.
+pub async fn reconcile(region: Arc<StackTachRegion>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = region
+        .namespace()
+        .ok_or_else(|| Error::MissingReference("a StackTachRegion must be namespaced".into()))?;
+    if region.metadata.deletion_timestamp.is_some() {
+        // Being deleted: the garbage collector removes what it owned.
+        return Ok(Action::await_change());
+    }
+    let generation = region.metadata.generation;
+    let now = Time(Timestamp::now());
+    let mut st = region.status.clone().unwrap_or_default();
+    st.observed_generation = generation;
+    let set = |st: &mut StackTachRegionStatus, u: ConditionUpdate| {
+        status::set_condition(&mut st.conditions, u, generation, &now)
+    };
+
+    if status::is_paused(&region) {
+        set(
+            &mut st,
+            ConditionUpdate::yes(
+                types::RECONCILIATION_PAUSED,
+                "AnnotationSet",
+                format!(
+                    "{} is \"true\": nothing is changed until it is removed",
+                    status::PAUSE_ANNOTATION
+                ),
+            ),
+        );
+        write_status(&ctx, &ns, &region, st).await?;
+        return Ok(Action::await_change());
+    }
+    status::remove_condition(&mut st.conditions, types::RECONCILIATION_PAUSED);
+
+    // The configuration first: an invalid one changes nothing that runs.
+    let checked = match resolve_files(&ctx, &ns, &region).await {
+        Ok(files) => config_check::check(&files)
+            .map(|()| files)
+            .map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    let files = match checked {
+        Ok(files) => {
+            set(
+                &mut st,
+                ConditionUpdate::yes(
+                    types::CONFIG_VALID,
+                    "Parsed",
+                    "the event definitions, triggers and pipelines parse",
+                ),
+            );
+            files
+        }
+        Err(e @ (Error::InvalidConfig(_) | Error::MissingReference(_))) => {
+            let (reason, message) = match &e {
+                Error::InvalidConfig(p) => ("InvalidConfig", p.to_string()),
+                _ => ("MissingReference", e.to_string()),
+            };
+            let already = st.conditions.iter().any(|c| {
+                c.type_ == types::CONFIG_VALID && c.status == "False" && c.message == message
+            });
+            set(
+                &mut st,
+                ConditionUpdate::no(types::CONFIG_VALID, reason, message.clone()),
+            );
+            set(
+                &mut st,
+                ConditionUpdate::no(
+                    types::READY,
+                    reason,
+                    "the configuration is invalid; the running configuration stays in place",
+                ),
+            );
+            if !already {
+                publish(&ctx, &region, EventType::Warning, reason, message).await;
+            }
+            write_status(&ctx, &ns, &region, st).await?;
+            return Ok(Action::requeue(RESYNC));
+        }
+        Err(e) => return Err(e),
+    };
+
+    let db = reconcile_database(&ctx, &ns, &region).await?;
+    let db_ready = db.status;
+    set(&mut st, db);
+    apply(&ctx, &ns, &desired::migration_job(&region)?).await?;
+
+    let region_cfg = desired::region_config_data(&region, &files);
+    apply(&ctx, &ns, &desired::region_config_map(&region, &files)?).await?;
+    let mut cell_deployments = Vec::new();
+    for cell in &region.spec.cells {
+        apply(&ctx, &ns, &desired::cell_config_map(&region, cell)?).await?;
+        cell_deployments.push(
+            apply(
+                &ctx,
+                &ns,
+                &desired::cell_deployment(&region, cell, &region_cfg)?,
+            )
+            .await?,
+        );
+    }
+    let workers = apply(
+        &ctx,
+        &ns,
+        &desired::pipeline_worker_deployment(&region, &region_cfg)?,
+    )
+    .await?;
+    apply(&ctx, &ns, &desired::pipeline_worker_hpa(&region)?).await?;
+    let api = apply(&ctx, &ns, &desired::api_deployment(&region, &region_cfg)?).await?;
+    apply(&ctx, &ns, &desired::api_service(&region)?).await?;
+    prune_removed_cells(&ctx, &ns, &region).await?;
+
+    let (cells, summary) = status::cell_statuses(&region, &cell_deployments);
+    let cells_ready = cells.iter().all(|c| c.ready_replicas >= c.replicas);
+    let api_ready = status::replica_status(&api).ready_replicas >= region.spec.api.replicas;
+    st.cells = cells;
+    st.cells_ready = Some(summary.clone());
+    st.pipeline_workers = Some(status::replica_status(&workers));
+    st.api_endpoint = Some(desired::api_endpoint(&region));
+    let ready = cells_ready && api_ready && db_ready;
+    if ready {
+        set(
+            &mut st,
+            ConditionUpdate::yes(types::READY, "AllReady", "every component is ready"),
+        );
+        set(
+            &mut st,
+            ConditionUpdate::no(
+                types::PROGRESSING,
+                "RolledOut",
+                "every component runs the current spec",
+            ),
+        );
+    } else {
+        let message =
+            format!("cells ready {summary}, API ready: {api_ready}, database ready: {db_ready}");
+        set(
+            &mut st,
+            ConditionUpdate::no(types::READY, "ComponentsNotReady", message.clone()),
+        );
+        set(
+            &mut st,
+            ConditionUpdate::yes(types::PROGRESSING, "WaitingForPods", message),
+        );
+    }
+    set(
+        &mut st,
+        ConditionUpdate::no(types::DEGRADED, "AsExpected", "no reconcile error"),
+    );
+    write_status(&ctx, &ns, &region, st).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Retries a failed reconcile after a pause.
+pub fn error_policy(region: Arc<StackTachRegion>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(region = %region.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}

@@ -1,0 +1,274 @@
+//! The region's status, computed: conditions whose `lastTransitionTime` moves only when
+//! their status changes, per-cell replica counts, and which owned cell objects are left
+//! over after a cell was removed. Pure: `now` is an argument.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{CellStatus, ReplicaStatus, StackTachRegion};
+use crate::desired::yagi_name;
+
+/// The condition types the operator sets.
+pub mod types {
+    /// Every component is running with the current spec.
+    pub const READY: &str = "Ready";
+    /// The event definitions, triggers and pipelines parse.
+    pub const CONFIG_VALID: &str = "ConfigValid";
+    /// The database is reachable (managed: its pod is ready; external: its Secret exists).
+    pub const DATABASE_READY: &str = "DatabaseReady";
+    /// A rollout is under way.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Something keeps the region from working; the reason says what.
+    pub const DEGRADED: &str = "Degraded";
+    /// The `stacktach.io/pause-reconciliation` annotation is set.
+    pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
+}
+
+/// The annotation that pauses reconciling a region, for maintenance.
+pub const PAUSE_ANNOTATION: &str = "stacktach.io/pause-reconciliation";
+
+/// Whether the region's reconciliation is paused.
+pub fn is_paused(region: &StackTachRegion) -> bool {
+    region
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PAUSE_ANNOTATION))
+        .is_some_and(|v| v == "true")
+}
+
+/// A condition to set: its type, whether it holds, why (a CamelCase reason) and a
+/// human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionUpdate {
+    /// The condition type.
+    pub type_: &'static str,
+    /// `True` or `False`.
+    pub status: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// For humans.
+    pub message: String,
+}
+
+impl ConditionUpdate {
+    /// A condition that holds.
+    pub fn yes(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        ConditionUpdate {
+            type_,
+            status: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A condition that does not hold.
+    pub fn no(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        ConditionUpdate {
+            type_,
+            status: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Sets a condition in `conditions`. `lastTransitionTime` becomes `now` only when the
+/// condition is new or its status flips; reason, message and observedGeneration are
+/// always brought up to date.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    update: ConditionUpdate,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = if update.status { "True" } else { "False" }.to_string();
+    match conditions.iter_mut().find(|c| c.type_ == update.type_) {
+        Some(c) => {
+            if c.status != status {
+                c.status = status;
+                c.last_transition_time = now.clone();
+            }
+            c.reason = update.reason;
+            c.message = update.message;
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: update.type_.to_string(),
+            status,
+            reason: update.reason,
+            message: update.message,
+            observed_generation: generation,
+            last_transition_time: now.clone(),
+        }),
+    }
+}
+
+/// Removes a condition (the pause condition once the annotation is gone).
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
+}
+
+/// Each cell's collector replicas, from the Deployments that exist (a missing one
+/// counts as nothing ready), and the `ready/total` summary.
+pub fn cell_statuses(
+    region: &StackTachRegion,
+    deployments: &[Deployment],
+) -> (Vec<CellStatus>, String) {
+    let mut ready_cells = 0;
+    let cells: Vec<CellStatus> = region
+        .spec
+        .cells
+        .iter()
+        .map(|cell| {
+            let name = yagi_name(region, &cell.name);
+            let ready = deployments
+                .iter()
+                .find(|d| d.metadata.name.as_deref() == Some(name.as_str()))
+                .and_then(|d| d.status.as_ref())
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            if ready >= cell.yagi_replicas {
+                ready_cells += 1;
+            }
+            CellStatus {
+                name: cell.name.clone(),
+                replicas: cell.yagi_replicas,
+                ready_replicas: ready,
+            }
+        })
+        .collect();
+    let summary = format!("{ready_cells}/{}", cells.len());
+    (cells, summary)
+}
+
+/// A Deployment's replica counts.
+pub fn replica_status(d: &Deployment) -> ReplicaStatus {
+    let s = d.status.as_ref();
+    ReplicaStatus {
+        replicas: s.and_then(|s| s.replicas).unwrap_or(0),
+        ready_replicas: s.and_then(|s| s.ready_replicas).unwrap_or(0),
+    }
+}
+
+/// Of the cell names found on owned objects, those no longer in the spec: their
+/// objects are to be deleted (a rename is a remove plus an add).
+pub fn removed_cells<'a>(
+    region: &StackTachRegion,
+    found: impl IntoIterator<Item = &'a str>,
+) -> BTreeSet<String> {
+    let wanted: BTreeSet<&str> = region.spec.cells.iter().map(|c| c.name.as_str()).collect();
+    found
+        .into_iter()
+        .filter(|c| !wanted.contains(c))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+    use serde_json::json;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    fn region() -> StackTachRegion {
+        serde_json::from_value(json!({
+            "apiVersion": "stacktach.io/v1alpha1", "kind": "StackTachRegion",
+            "metadata": { "name": "r", "namespace": "ns" },
+            "spec": {
+                "cells": [
+                    { "name": "a", "rabbitmq": { "host": "h", "credentialsSecretRef": { "name": "s" } } },
+                    { "name": "b", "yagiReplicas": 2,
+                      "rabbitmq": { "host": "h", "credentialsSecretRef": { "name": "s" } } }
+                ],
+                "database": { "managed": {} }
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_flips() {
+        let mut cs = Vec::new();
+        set_condition(
+            &mut cs,
+            ConditionUpdate::yes(types::READY, "AllReady", "ok"),
+            Some(1),
+            &at(100),
+        );
+        set_condition(
+            &mut cs,
+            ConditionUpdate::yes(types::READY, "AllReady", "still ok"),
+            Some(2),
+            &at(200),
+        );
+        assert_eq!(cs.len(), 1);
+        assert_eq!(
+            cs[0].last_transition_time,
+            at(100),
+            "same status: unchanged"
+        );
+        assert_eq!(
+            (cs[0].message.as_str(), cs[0].observed_generation),
+            ("still ok", Some(2))
+        );
+        set_condition(
+            &mut cs,
+            ConditionUpdate::no(types::READY, "CellsNotReady", "1/2"),
+            Some(2),
+            &at(300),
+        );
+        assert_eq!(
+            (cs[0].status.as_str(), cs[0].last_transition_time.clone()),
+            ("False", at(300))
+        );
+        remove_condition(&mut cs, types::READY);
+        assert!(cs.is_empty());
+    }
+
+    #[test]
+    fn cells_count_ready_when_all_their_replicas_are() {
+        let r = region();
+        let deploy = |name: &str, ready: i32| -> Deployment {
+            serde_json::from_value(json!({
+                "metadata": { "name": name }, "status": { "readyReplicas": ready }
+            }))
+            .unwrap()
+        };
+        let (cells, summary) = cell_statuses(&r, &[deploy("r-yagi-a", 1), deploy("r-yagi-b", 1)]);
+        assert_eq!(summary, "1/2");
+        assert_eq!(
+            cells[1],
+            CellStatus {
+                name: "b".into(),
+                replicas: 2,
+                ready_replicas: 1
+            }
+        );
+        let (_, summary) = cell_statuses(&r, &[]);
+        assert_eq!(summary, "0/2", "no Deployment yet: nothing ready");
+    }
+
+    #[test]
+    fn removed_cells_are_those_not_in_the_spec() {
+        let r = region();
+        let gone = removed_cells(&r, ["a", "b", "c", "old"]);
+        assert_eq!(gone.into_iter().collect::<Vec<_>>(), ["c", "old"]);
+    }
+
+    #[test]
+    fn the_pause_annotation_must_say_true() {
+        let mut r = region();
+        assert!(!is_paused(&r));
+        r.metadata.annotations = Some([(PAUSE_ANNOTATION.to_string(), "true".to_string())].into());
+        assert!(is_paused(&r));
+        r.metadata.annotations = Some([(PAUSE_ANNOTATION.to_string(), "no".to_string())].into());
+        assert!(!is_paused(&r));
+    }
+}
