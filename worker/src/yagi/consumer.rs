@@ -316,8 +316,10 @@ impl Session {
 
     /// The next delivery; `Ok(None)` when `stop` fired first.
     async fn next(&mut self, stop: impl std::future::Future<Output = ()>) -> NextDelivery {
-        let mut check = tokio::time::interval(Duration::from_secs(1));
-        check.tick().await;
+        // The liveness check's first tick is a second away: awaiting an immediate first
+        // tick would cost a timer-wheel millisecond on every delivery.
+        let period = Duration::from_secs(1);
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tokio::pin!(stop);
         loop {
             tokio::select! {
