@@ -116,8 +116,11 @@ pub async fn serve(
     health: Health,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr()?;
+    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
     let app = router(registry, health);
     tokio::spawn(async move {
         let result = axum::serve(listener, app)

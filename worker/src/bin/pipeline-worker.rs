@@ -3,17 +3,14 @@
 //! Any number of these may run against one database; each stream is processed by one
 //! of them. SIGTERM finishes the stream in hand and exits 0.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use worker::notabene::AmqpPublisher;
 use worker::observe;
-use worker::store;
-use worker::winchester::clock::SystemClock;
 use worker::winchester::config::load_config;
 use worker::winchester::engine::Engine;
 use worker::winchester::worker::WorkerMetrics;
@@ -57,29 +54,17 @@ async fn run(args: Args) -> Result<ExitCode> {
     let metrics = WorkerMetrics::new();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let bound = observe::serve(
+    observe::serve(
         args.metrics_listen,
         Arc::new(registry),
         health.clone(),
         shutdown.clone(),
     )
-    .await
-    .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
-    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    .await?;
 
-    let url = config.settings.database.url.clone();
-    let Some(store) = store::open_when_ready(&url, &shutdown)
-        .await
-        .with_context(|| format!("opening {}", store::redact_url(&url)))?
-    else {
+    let Some(engine) = Engine::live(&config, &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let engine = Engine::new(
-        &config,
-        store,
-        Arc::new(SystemClock),
-        Arc::new(AmqpPublisher::default()),
-    )?;
     let name = args
         .name
         .unwrap_or_else(|| format!("pipeline-worker-{}", std::process::id()));

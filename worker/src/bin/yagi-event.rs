@@ -4,17 +4,14 @@
 //! A bad yagi.conf or winchester.yaml stops it at start-up (exit 2). SIGTERM finishes
 //! and acknowledges the batch in hand and exits 0.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use worker::notabene::AmqpPublisher;
 use worker::observe;
-use worker::store;
-use worker::winchester::clock::SystemClock;
 use worker::winchester::config::load_config;
 use worker::winchester::engine::Engine;
 use worker::yagi::metrics::YagiMetrics;
@@ -65,30 +62,18 @@ async fn run(args: Args) -> Result<ExitCode> {
         for w in &wconfig.warnings {
             tracing::warn!("{w}");
         }
-        let url = wconfig.settings.database.url.clone();
-        let Some(store) = store::open_when_ready(&url, &shutdown)
-            .await
-            .with_context(|| format!("opening {}", store::redact_url(&url)))?
-        else {
+        let Some(engine) = Engine::live(&wconfig, &shutdown).await? else {
             return Ok(ExitCode::SUCCESS);
         };
-        let engine = Engine::new(
-            &wconfig,
-            store,
-            Arc::new(SystemClock),
-            Arc::new(AmqpPublisher::default()),
-        )?;
         parts.manager = Some(engine.manager.clone());
     }
-    let bound = observe::serve(
+    observe::serve(
         args.metrics_listen,
         Arc::new(registry),
         health.clone(),
         shutdown.clone(),
     )
-    .await
-    .with_context(|| format!("cannot listen on {}", args.metrics_listen))?;
-    tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+    .await?;
 
     match run_consumer(config, parts, metrics, health, shutdown).await {
         Ok(()) => Ok(ExitCode::SUCCESS),

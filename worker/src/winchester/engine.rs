@@ -20,6 +20,8 @@ use std::time::Duration;
 /// Why the engine could not be assembled (a handler's parameters, mostly).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("pipeline {pipeline:?}, handler {handler:?}: {message}")]
     Handler {
         pipeline: String,
@@ -44,6 +46,26 @@ impl Engine {
         sink: Arc<dyn NotificationSink>,
     ) -> Result<Engine, EngineError> {
         Self::build(config, store, clock, None, sink)
+    }
+
+    /// The engine of a live worker process: the database the configuration names
+    /// (migrated, and waited for while unreachable), the system clock, and notabene
+    /// handlers publishing to RabbitMQ. `None` when `shutdown` comes first.
+    pub async fn live(
+        config: &LoadedConfig,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<Engine>, EngineError> {
+        let url = &config.settings.database.url;
+        let Some(store) = crate::store::open_when_ready(url, shutdown).await? else {
+            return Ok(None);
+        };
+        let engine = Engine::new(
+            config,
+            store,
+            Arc::new(super::clock::SystemClock),
+            Arc::new(crate::notabene::AmqpPublisher::default()),
+        )?;
+        Ok(Some(engine))
     }
 
     /// Like [`Engine::new`] with a clock that follows the ingested events (replays, the
