@@ -7,12 +7,28 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use operator::crd::StackTachRegion;
 use operator::reconcile::{error_policy, reconcile};
 use operator::Context;
+
+/// Environment variable naming the one namespace to watch; unset or empty: every
+/// namespace (the Helm chart's `watchNamespace`).
+const WATCH_NAMESPACE_ENV: &str = "WATCH_NAMESPACE";
+
+/// An Api over the watched namespace, or over every namespace.
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -34,17 +50,22 @@ async fn main() -> anyhow::Result<()> {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
     });
+    let watch_ns = std::env::var(WATCH_NAMESPACE_ENV)
+        .ok()
+        .filter(|ns| !ns.is_empty());
+    let ns = watch_ns.as_deref();
+    match ns {
+        Some(ns) => tracing::info!(namespace = ns, "watching one namespace"),
+        None => tracing::info!("watching every namespace"),
+    }
     let wc = watcher::Config::default();
-    Controller::new(Api::<StackTachRegion>::all(client.clone()), wc.clone())
-        .owns(Api::<Deployment>::all(client.clone()), wc.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), wc.clone())
-        .owns(Api::<Service>::all(client.clone()), wc.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), wc.clone())
-        .owns(
-            Api::<HorizontalPodAutoscaler>::all(client.clone()),
-            wc.clone(),
-        )
-        .owns(Api::<Job>::all(client.clone()), wc)
+    Controller::new(api::<StackTachRegion>(&client, ns), wc.clone())
+        .owns(api::<Deployment>(&client, ns), wc.clone())
+        .owns(api::<ConfigMap>(&client, ns), wc.clone())
+        .owns(api::<Service>(&client, ns), wc.clone())
+        .owns(api::<StatefulSet>(&client, ns), wc.clone())
+        .owns(api::<HorizontalPodAutoscaler>(&client, ns), wc.clone())
+        .owns(api::<Job>(&client, ns), wc)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
