@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # StackTach.v3 sandbox, tests and packaging, after the original sandbox's build.sh.
 #
-#   ./build.sh            run the system (the sandbox, on the embedded default);
+#   ./build.sh            run the system (the sandbox, on the embedded default) and serve
+#                         the API on 127.0.0.1:8000 (STV3_API_LISTEN to change it);
 #                         options: --reset, --amqp [URL], --database URL|mysql, --rate N,
 #                         --seconds N (see ./target/release/stv3 sandbox --help)
 #   ./build.sh -t         install and start what the tests need, then run them all
@@ -15,7 +16,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$ROOT"
 
 usage() {
-  sed -n '2,13p' "$0" | grep -v '^set ' | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$0" | grep -v '^set ' | sed 's/^# \{0,1\}//'
 }
 
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -35,18 +36,18 @@ ensure_rust() {
 run_sandbox() {
   ensure_rust
   # Services only when asked for: the default sandbox needs nothing installed.
-  local args=() want_amqp=0 want_mysql=0
+  local args=() want_amqp=0 want_mysql=0 reset=0 url="sqlite://data/winchester.db"
+  local listen="${STV3_API_LISTEN:-127.0.0.1:8000}"
   while [ $# -gt 0 ]; do
     case "$1" in
+      # Cleared here, before the API opens the database, not by the sandbox.
+      --reset) reset=1 ;;
       --amqp) want_amqp=1; args+=("$1")
         if [ $# -gt 1 ] && [[ "$2" == amqp* ]]; then args+=("$2"); shift; fi ;;
       --database)
         [ $# -gt 1 ] || { echo "build.sh: --database needs a URL (or 'mysql')" >&2; exit 2; }
-        if [ "$2" = mysql ]; then
-          args+=("--database" "mysql://stv3:stv3@127.0.0.1:3306/stv3_sandbox")
-        else
-          args+=("--database" "$2")
-        fi
+        if [ "$2" = mysql ]; then url="mysql://stv3:stv3@127.0.0.1:3306/stv3_sandbox"; else url="$2"; fi
+        args+=("--database" "$url")
         [[ "$2" == mysql* ]] && want_mysql=1
         shift ;;
       *) args+=("$1") ;;
@@ -56,9 +57,31 @@ run_sandbox() {
   [ "$want_amqp" -eq 0 ] || scripts/services.sh up rabbitmq
   [ "$want_mysql" -eq 0 ] || scripts/services.sh up mariadb
   log "building"
-  cargo build --release -p stv3-worker --bins
+  cargo build --release -p stv3-worker -p stv3-api -p klugman --bins
+  if [ "$reset" -eq 1 ]; then log "clearing data/"; rm -rf data; fi
+  mkdir -p data
+  # The schema first, so the API can serve the database before the sandbox writes to it.
+  ./target/release/stv3 db upgrade --database "$url" >/dev/null
+  # The REST API over the sandbox's database, as the original sandbox served quincy.
+  log "starting the API on http://$listen (logs in data/api.log)"
+  ./target/release/stv3-api --config etc/winchester.yaml --database "$url" \
+    --listen "$listen" >data/api.log 2>&1 &
+  local api_pid=$!
+  trap 'kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true' EXIT
+  local tries=0
+  # Bash's /dev/tcp rather than curl: nothing more to install.
+  until (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; do
+    tries=$((tries + 1))
+    if ! kill -0 "$api_pid" 2>/dev/null || [ "$tries" -gt 50 ]; then
+      echo "build.sh: the API did not start (see data/api.log); set STV3_API_LISTEN to use another address" >&2
+      tail -n 5 data/api.log >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
   log "starting the sandbox (Ctrl-C stops it; logs in data/sandbox.log)"
-  exec ./target/release/stv3 sandbox "${args[@]}"
+  echo "try: ./target/release/klugman http://$listen streams --state completed" >&2
+  ./target/release/stv3 sandbox "${args[@]}" --api-url "http://$listen"
 }
 
 run_tests() {
@@ -77,12 +100,19 @@ run_tests() {
   eval "$(scripts/services.sh env)"
   set +a
 
+  # Python tools the API's tests run: the original klugman (compared with ours) and
+  # schemathesis (the fuzzing pass), in venvs under ~/.cache/stv3 (idempotent).
+  log "python tools (original klugman, schemathesis)"
+  scripts/python-tools.sh >/dev/null
+
   log "cargo fmt --check"
   cargo fmt --all --check
   log "cargo clippy"
   cargo clippy --workspace --all-targets -- -D warnings
   log "cargo test"
   cargo test --workspace
+  log "API fuzzing (schemathesis against /openapi.json)"
+  api/fuzz/schemathesis.sh
   if [ "$e2e" -eq 0 ]; then
     log "skipping end-to-end tests (--no-e2e)"
   else
@@ -115,7 +145,9 @@ package() {
   dist=dist/stv3-$version-$(uname -m)-linux
   rm -rf "$dist"
   mkdir -p "$dist/bin"
-  find target/release -maxdepth 1 -type f -perm -u+x -name 'stv3*' -exec cp {} "$dist/bin/" \;
+  for bin in stv3 yagi-event pipeline-worker stv3-api klugman stv3-operator crdgen; do
+    cp "target/release/$bin" "$dist/bin/"
+  done
   cp -r etc README.md "$dist/"
   tar -C dist -czf "$dist.tar.gz" "$(basename "$dist")"
   log "packaged $dist.tar.gz"

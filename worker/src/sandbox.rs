@@ -50,6 +50,9 @@ pub struct SandboxOptions {
     pub workers: usize,
     /// Stop after this long (tests, demos); None runs until Ctrl-C.
     pub run_for: Option<Duration>,
+    /// Where the REST API serving this sandbox's database listens (`./build.sh` starts
+    /// `stv3-api` beside it), shown in the live view with a klugman command to try.
+    pub api_url: Option<String>,
 }
 
 /// Counters the services share with the live view.
@@ -73,6 +76,8 @@ pub struct SandboxContext {
     pub counters: Arc<Counters>,
     pub shutdown: CancellationToken,
     pub database_label: String,
+    /// See [`SandboxOptions::api_url`].
+    pub api_url: Option<String>,
 }
 
 /// A long-running part of the sandbox.
@@ -125,6 +130,7 @@ pub async fn run(options: SandboxOptions, shutdown: CancellationToken) -> Result
         counters: Arc::new(Counters::default()),
         shutdown: shutdown.clone(),
         database_label,
+        api_url: options.api_url.clone(),
     };
 
     let generator = Generator::new(GeneratorOptions {
@@ -430,7 +436,7 @@ fn render(
          notifications    {} generated ({:.0}/s), {} events stored, {} duplicates, {} dropped\n\
          streams          {}\n\
          pipelines        {} fired, {} expired, {} errors\n\
-         usage            {} verified, {} failed, {} warnings\n{}",
+         usage            {} verified, {} failed, {} warnings\n{}{}",
         if final_view { " (stopped)" } else { "" },
         ctx.database_label,
         uptime.as_secs(),
@@ -447,6 +453,12 @@ fn render(
         snap.verified,
         snap.failed,
         snap.warnings,
+        match &ctx.api_url {
+            Some(url) => format!(
+                "api              {url}  (try: ./target/release/klugman {url} streams --state completed)\n"
+            ),
+            None => String::new(),
+        },
         if final_view {
             ""
         } else {

@@ -8,13 +8,13 @@ use super::rows::{
 };
 use super::sql::{in_statements, is_conflict, Arg, Backend, Conn, DbRow, Sql};
 use super::{
-    EventQuery, IngestReport, Outcome, Page, ReadyKind, Store, StoreError, StoredEvent, Stream,
-    StreamId, StreamQuery, StreamRules, StreamState, TraitOp,
+    DistValue, EventQuery, IngestReport, Outcome, Page, ReadyKind, Store, StoreError, StoredEvent,
+    Stream, StreamId, StreamQuery, StreamRules, StreamState, TraitOp,
 };
 use crate::event::{Event, TraitType, TraitValue};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -118,6 +118,31 @@ fn push_stream_filters<'a>(sql: &mut Sql<'a>, q: &'a StreamQuery) {
         dist_condition(value, sql);
         sql.push(")");
     }
+    for m in &q.dist_matches {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM stream_dist_trait d WHERE d.stream_id = stream.id \
+             AND d.name = ",
+        )
+        .bind(m.name.as_str())
+        .push(" AND (1 = 0");
+        for value in &m.values {
+            sql.push(" OR (");
+            if let DistValue::Datetime(t) = value {
+                // A datetime also finds the stream of the time range holding it.
+                sql.push("d.dt_datetime = ")
+                    .bind(micros(*t))
+                    .push(" OR (d.dt_begin <= ")
+                    .bind(micros(*t))
+                    .push(" AND d.dt_end > ")
+                    .bind(micros(*t))
+                    .push(")");
+            } else {
+                dist_condition(value, sql);
+            }
+            sql.push(")");
+        }
+        sql.push("))");
+    }
 }
 
 fn op_sql(op: TraitOp) -> &'static str {
@@ -132,8 +157,15 @@ fn op_sql(op: TraitOp) -> &'static str {
 }
 
 /// FROM and WHERE of an event listing (aliases `e`, `et`).
+///
+/// `LEFT JOIN`, although every event has its type: with an inner join MariaDB starts
+/// from the small `event_type` table and reads every event of every type, then sorts
+/// them all for `ORDER BY e.id DESC LIMIT n` (a whole-table sort per page at a
+/// million events); the outer join makes it walk `event` in id order and stop after
+/// `n`. A filter on `et.name` turns it back into an inner join, where starting from
+/// the one type is right. See `docs/query-plans.md`.
 fn push_event_filters<'a>(sql: &mut Sql<'a>, q: &'a EventQuery) {
-    sql.push(" FROM event e JOIN event_type et ON et.id = e.event_type_id WHERE 1 = 1");
+    sql.push(" FROM event e LEFT JOIN event_type et ON et.id = e.event_type_id WHERE 1 = 1");
     if let Some(t) = q.from {
         sql.push(" AND e.generated > ").bind(micros(t));
     }
@@ -144,17 +176,33 @@ fn push_event_filters<'a>(sql: &mut Sql<'a>, q: &'a EventQuery) {
         sql.push(" AND et.name = ").bind(name.as_str());
     }
     for f in &q.traits {
-        let (col, arg): (&str, Arg<'a>) = match &f.value {
-            TraitValue::Text(s) => ("t_string", s.as_str().into()),
-            TraitValue::Int(i) => ("t_int", Arg::Int(*i)),
-            TraitValue::Float(v) => ("t_float", Arg::Float(*v)),
-            TraitValue::Datetime(d) => ("t_datetime", Arg::Int(micros(*d))),
-        };
+        let (col, arg) = trait_column(&f.value);
         sql.push(" AND EXISTS (SELECT 1 FROM event_trait t WHERE t.event_id = e.id AND t.name = ")
             .bind(f.name.as_str())
             .push(&format!(" AND t.{col} {} ", op_sql(f.op)))
             .bind(arg)
             .push(")");
+    }
+    for m in &q.trait_matches {
+        sql.push(" AND EXISTS (SELECT 1 FROM event_trait t WHERE t.event_id = e.id AND t.name = ")
+            .bind(m.name.as_str())
+            .push(" AND (1 = 0");
+        for value in &m.values {
+            let (col, arg) = trait_column(value);
+            sql.push(&format!(" OR t.{col} {} ", op_sql(m.op)))
+                .bind(arg);
+        }
+        sql.push("))");
+    }
+}
+
+/// The `event_trait` column holding values of `value`'s type, and `value` bound for it.
+fn trait_column(value: &TraitValue) -> (&'static str, Arg<'_>) {
+    match value {
+        TraitValue::Text(s) => ("t_string", s.as_str().into()),
+        TraitValue::Int(i) => ("t_int", Arg::Int(*i)),
+        TraitValue::Float(v) => ("t_float", Arg::Float(*v)),
+        TraitValue::Datetime(d) => ("t_datetime", Arg::Int(micros(*d))),
     }
 }
 
@@ -472,6 +520,62 @@ impl<B: Backend> Store for SqlStore<B> {
         push_page(&mut sql, &query.page, "id");
         let mut conn = self.backend.read().await?;
         streams_from_rows(&conn.fetch(&sql).await?)
+    }
+
+    async fn streams_events(
+        &self,
+        ids: &[StreamId],
+    ) -> Result<BTreeMap<StreamId, Vec<StoredEvent>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let args: Vec<Arg<'_>> = ids.iter().map(|&id| Arg::Int(id)).collect();
+        let mut conn = self.backend.read().await?;
+        // Memberships in stream time order, then the events and their traits, each
+        // once however many of the streams hold them.
+        let members = Sql::new("SELECT stream_id, event_id FROM stream_event WHERE stream_id IN ");
+        let members = conn
+            .fetch_all(&in_statements(
+                &members,
+                " ORDER BY stream_id, generated, event_id",
+                args,
+                B::LIMITS,
+            ))
+            .await?;
+        let mut order: Vec<(StreamId, i64)> = Vec::with_capacity(members.len());
+        let mut event_ids: Vec<i64> = Vec::with_capacity(members.len());
+        for r in &members {
+            let (stream_id, event_id) = (r.int(0)?, r.int(1)?);
+            order.push((stream_id, event_id));
+            event_ids.push(event_id);
+        }
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        let ids_args = || event_ids.iter().map(|&id| Arg::Int(id)).collect::<Vec<_>>();
+        let heads = Sql::new(format!(
+            "SELECT {EVENT_COLS} FROM event e JOIN event_type et ON et.id = e.event_type_id \
+             WHERE e.id IN "
+        ));
+        let heads = conn
+            .fetch_all(&in_statements(&heads, "", ids_args(), B::LIMITS))
+            .await?;
+        let traits = Sql::new(format!(
+            "SELECT {TRAIT_COLS} FROM event_trait WHERE event_id IN "
+        ));
+        let traits = conn
+            .fetch_all(&in_statements(&traits, "", ids_args(), B::LIMITS))
+            .await?;
+        let by_id: HashMap<i64, StoredEvent> = events_from_rows(&heads, &traits)?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+        let mut out: BTreeMap<StreamId, Vec<StoredEvent>> = BTreeMap::new();
+        for (stream_id, event_id) in order {
+            if let Some(e) = by_id.get(&event_id) {
+                out.entry(stream_id).or_default().push(e.clone());
+            }
+        }
+        Ok(out)
     }
 
     async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError> {

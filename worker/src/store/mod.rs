@@ -310,7 +310,20 @@ pub struct StreamQuery {
     pub name: Option<String>,
     /// Equality on distinguishing traits; a range matches a range with equal bounds.
     pub distinguishing_traits: Vec<(String, DistValue)>,
+    /// Distinguishing traits given as untyped text (the API's `name:value`): each
+    /// entry matches a stream that has the trait equal to any of the typed readings,
+    /// and a datetime reading also matches a time range containing it.
+    pub dist_matches: Vec<DistMatch>,
     pub page: Page,
+}
+
+/// One distinguishing-trait filter with several typed readings of one value (see
+/// [`StreamQuery::dist_matches`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistMatch {
+    pub name: String,
+    /// The readings; no reading matches nothing.
+    pub values: Vec<DistValue>,
 }
 
 /// Keyset pagination by id, as the original's `_mark`: descending (newest first) from
@@ -341,6 +354,18 @@ pub struct TraitFilter {
     pub value: crate::event::TraitValue,
 }
 
+/// A trait filter whose value came as untyped text (the API's `traits=memory_mb>512`):
+/// the event has the trait and its value, compared in its own type's column,
+/// satisfies `op` against any of the typed readings `values`. A trait of another type
+/// than every reading never matches (not even `!=`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraitMatch {
+    pub name: String,
+    pub op: TraitOp,
+    /// The readings; no reading matches nothing.
+    pub values: Vec<crate::event::TraitValue>,
+}
+
 /// Filters for listing events (the API's `/v1/events`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventQuery {
@@ -350,6 +375,8 @@ pub struct EventQuery {
     pub to: Option<DateTime<Utc>>,
     pub event_type: Option<String>,
     pub traits: Vec<TraitFilter>,
+    /// Filters with several typed readings of one value, see [`TraitMatch`].
+    pub trait_matches: Vec<TraitMatch>,
     pub page: Page,
 }
 
@@ -412,6 +439,22 @@ pub trait Store: Send + Sync {
 
     async fn get_stream(&self, id: StreamId) -> Result<Option<Stream>, StoreError>;
     async fn find_streams(&self, query: &StreamQuery) -> Result<Vec<Stream>, StoreError>;
+    /// The events of each of `ids` in time order (then by id), keyed by stream id
+    /// (streams without events are absent). The API's stream listing with details uses
+    /// it so a page of streams costs a fixed number of queries, not one per stream.
+    async fn streams_events(
+        &self,
+        ids: &[StreamId],
+    ) -> Result<BTreeMap<StreamId, Vec<StoredEvent>>, StoreError> {
+        let mut out = BTreeMap::new();
+        for &id in ids {
+            let events = self.stream_events(id).await?;
+            if !events.is_empty() {
+                out.insert(id, events);
+            }
+        }
+        Ok(out)
+    }
     async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError>;
     /// Deletes a stream (not its events). False when there was none.
     async fn delete_stream(&self, id: StreamId) -> Result<bool, StoreError>;

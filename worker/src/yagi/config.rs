@@ -298,7 +298,26 @@ pub fn load_yagi_config(path: &Path) -> Result<YagiConfig, ConfigError> {
         key: None,
         reason: format!("cannot read: {e}"),
     })?;
-    parse_yagi_config(&text, path)
+    let mut config = parse_yagi_config(&text, path)?;
+    apply_credential_env(&mut config.broker.params, |name| std::env::var(name).ok());
+    Ok(config)
+}
+
+/// RabbitMQ user name that replaces `[rabbit_broker] user` when set.
+pub const AMQP_USER_ENV: &str = "STV3_AMQP_USER";
+/// RabbitMQ password that replaces `[rabbit_broker] password` when set.
+pub const AMQP_PASSWORD_ENV: &str = "STV3_AMQP_PASSWORD";
+
+/// Credentials from the environment beat the file's: in Kubernetes they come from a
+/// Secret (the operator keeps them out of the ConfigMap holding `yagi.conf`). Empty
+/// values are ignored, so an unset Secret key does not blank a working password.
+pub fn apply_credential_env(params: &mut AmqpParams, env: impl Fn(&str) -> Option<String>) {
+    if let Some(user) = env(AMQP_USER_ENV).filter(|v| !v.is_empty()) {
+        params.user = user;
+    }
+    if let Some(password) = env(AMQP_PASSWORD_ENV).filter(|v| !v.is_empty()) {
+        params.password = password;
+    }
 }
 
 /// Parses `yagi.conf` text; `path` names the file in errors and anchors relative paths.
@@ -569,6 +588,25 @@ mod tests {
             c.shoebox.get("roll_size_mb").map(String::as_str),
             Some("20")
         );
+    }
+
+    #[test]
+    fn credentials_from_the_environment_replace_the_files() {
+        let mut c = parse(COMMON).unwrap();
+        let env = |name: &str| match name {
+            AMQP_USER_ENV => Some("svc-yagi".to_string()),
+            AMQP_PASSWORD_ENV => Some("from-secret".to_string()),
+            _ => None,
+        };
+        apply_credential_env(&mut c.broker.params, env);
+        assert_eq!(c.broker.params.user, "svc-yagi");
+        assert_eq!(c.broker.params.password, "from-secret");
+        // Unset or empty variables leave the file's values alone.
+        let mut c = parse(COMMON).unwrap();
+        apply_credential_env(&mut c.broker.params, |_| Some(String::new()));
+        assert_eq!(c.broker.params.user, "guest");
+        apply_credential_env(&mut c.broker.params, |_| None);
+        assert_eq!(c.broker.params.password, "guest");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use worker::store::{self, redact_url};
-use worker::winchester::config::parse_settings;
+use worker::winchester::config::{
+    database_url_from_env, parse_settings_with_url, DATABASE_URL_ENV,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,13 +38,16 @@ fn database_url(args: &UpgradeArgs) -> Result<String> {
     if let Some(url) = &args.database {
         return Ok(url.clone());
     }
+    let env_url = database_url_from_env();
     let Some(path) = &args.config else {
-        bail!("give --config winchester.yaml or --database URL");
+        return env_url.with_context(|| {
+            format!("give --config winchester.yaml, --database URL or ${DATABASE_URL_ENV}")
+        });
     };
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     // The shared loader: the same parsing and errors as every other reader of the file.
-    match parse_settings(&text, &path.display().to_string()) {
+    match parse_settings_with_url(&text, &path.display().to_string(), env_url.as_deref()) {
         Ok((settings, _warnings)) => Ok(settings.database.url),
         Err(errors) => bail!("{errors}"),
     }

@@ -41,6 +41,10 @@ pub struct Args {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     seconds: Option<u64>,
+    /// The URL of an API serving this database (`./build.sh` starts one), shown in the
+    /// live view.
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -63,6 +67,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         yagi_config: Some(args.yagi_config),
         workers: args.workers,
         run_for: args.seconds.map(Duration::from_secs),
+        api_url: args.api_url,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

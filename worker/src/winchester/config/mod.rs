@@ -163,11 +163,33 @@ const DB_SCHEMES: &[&str] = &[
     "mariadb",
 ];
 
+/// The environment variable whose value, when set and non-empty, is the database URL,
+/// replacing `database.url`. In Kubernetes the URL (with its password) comes from a
+/// Secret, so the operator leaves it out of the ConfigMap holding `winchester.yaml`.
+pub const DATABASE_URL_ENV: &str = "STV3_DATABASE_URL";
+
+/// The database URL from [`DATABASE_URL_ENV`], if set and non-empty.
+pub fn database_url_from_env() -> Option<String> {
+    std::env::var(DATABASE_URL_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
 /// Parses `winchester.yaml` text (settings only; no other file is read).
 /// `source` names it in messages. Returns the settings and the warnings.
 pub fn parse_settings(
     text: &str,
     source: &str,
+) -> Result<(WinchesterConfig, Vec<ConfigError>), ConfigErrors> {
+    parse_settings_with_url(text, source, None)
+}
+
+/// [`parse_settings`], with `database_url` (from the environment, see
+/// [`DATABASE_URL_ENV`]) replacing the file's `database.url`, which may then be absent.
+pub fn parse_settings_with_url(
+    text: &str,
+    source: &str,
+    database_url: Option<&str>,
 ) -> Result<(WinchesterConfig, Vec<ConfigError>), ConfigErrors> {
     let mut d = Diagnostics::new(source);
     let mut cfg = WinchesterConfig::with_database_url("");
@@ -382,6 +404,21 @@ pub fn parse_settings(
             }
         }
     }
+    if let Some(url) = database_url {
+        cfg.database.url = url.to_string();
+        if !url_scheme_supported(url) {
+            d.error(
+                None,
+                "database/url",
+                format!(
+                    "${DATABASE_URL_ENV}: unsupported database URL '{}' (use sqlite://…, \
+                     sqlite::memory: or mysql://…)",
+                    redact_url(url)
+                ),
+            );
+        }
+        return d.finish(cfg);
+    }
     match doc.get("database") {
         None => d.error(doc.line, "database/url", "required setting is missing"),
         Some(_) if cfg.database.url.is_empty() => d.error(
@@ -390,8 +427,7 @@ pub fn parse_settings(
             "required setting is missing or empty",
         ),
         Some(db) => {
-            let scheme = cfg.database.url.split_once(':').map(|(s, _)| s);
-            if !scheme.is_some_and(|s| DB_SCHEMES.contains(&s)) {
+            if !url_scheme_supported(&cfg.database.url) {
                 d.error(
                     db.get("url").and_then(|n| n.line),
                     "database/url",
@@ -404,6 +440,11 @@ pub fn parse_settings(
         }
     }
     d.finish(cfg)
+}
+
+fn url_scheme_supported(url: &str) -> bool {
+    url.split_once(':')
+        .is_some_and(|(scheme, _)| DB_SCHEMES.contains(&scheme))
 }
 
 fn file_name(value: &Node, key: &str, d: &mut Diagnostics) -> Option<String> {
@@ -540,7 +581,8 @@ pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
             format!("cannot read: {e}"),
         ))
     })?;
-    let (settings, warnings) = parse_settings(&text, &source)?;
+    let env_url = database_url_from_env();
+    let (settings, warnings) = parse_settings_with_url(&text, &source, env_url.as_deref())?;
     let mut d = Diagnostics::new(&source);
     d.warnings = warnings;
     let config_dir = match path.parent() {

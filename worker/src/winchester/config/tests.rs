@@ -185,3 +185,22 @@ fn whole_set_problems_are_all_reported() {
     assert_eq!(err.len(), 4, "{s}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_database_url_from_the_environment_replaces_the_files() {
+    let yaml = "config_path: /etc/stv3\n";
+    // Without one, the file must name a database.
+    assert!(parse_settings(yaml, "w.yaml").is_err());
+    let (cfg, _) = parse_settings_with_url(yaml, "w.yaml", Some("mysql://u:pw@db/stv3")).unwrap();
+    assert_eq!(cfg.database.url, "mysql://u:pw@db/stv3");
+    // It wins over the file's URL too.
+    let yaml = "database:\n    url: sqlite://local.db\n";
+    let (cfg, _) = parse_settings_with_url(yaml, "w.yaml", Some("sqlite::memory:")).unwrap();
+    assert_eq!(cfg.database.url, "sqlite::memory:");
+    // A bad one is named by its variable, with the password hidden.
+    let err = parse_settings_with_url(yaml, "w.yaml", Some("postgres://u:hunter2@h/db"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("$STV3_DATABASE_URL"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
