@@ -66,13 +66,13 @@ run_sandbox() {
   log "starting the API on http://$listen (logs in data/api.log)"
   ./target/release/stv3-api --config etc/winchester.yaml --database "$url" \
     --listen "$listen" >data/api.log 2>&1 &
-  local api_pid=$!
-  trap 'kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true' EXIT
+  API_PID=$!  # global: the EXIT trap runs after this function's locals are gone
+  trap 'kill "$API_PID" 2>/dev/null || true; wait "$API_PID" 2>/dev/null || true' EXIT
   local tries=0
   # Bash's /dev/tcp rather than curl: nothing more to install.
   until (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; do
     tries=$((tries + 1))
-    if ! kill -0 "$api_pid" 2>/dev/null || [ "$tries" -gt 50 ]; then
+    if ! kill -0 "$API_PID" 2>/dev/null || [ "$tries" -gt 50 ]; then
       echo "build.sh: the API did not start (see data/api.log); set STV3_API_LISTEN to use another address" >&2
       tail -n 5 data/api.log >&2 || true
       exit 1

@@ -6,6 +6,8 @@
 //! `e2e/cluster/.state/kubeconfig`. Every error names the component logs in
 //! `e2e/cluster/.state/logs/` so a failure can be traced to the server side.
 
+pub mod operator;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -9,11 +9,12 @@
 //! in a plain `cargo test`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -23,6 +24,7 @@ use kube::config::AuthInfo;
 use kube::{Api, Client};
 use operator::crd::StackTachRegion;
 use serde_json::json;
+use stv3_e2e::operator::{OperatorOptions, OperatorProcess};
 use stv3_e2e::{
     admin_client, api_error, has_kwok_node, helm, kubeconfig, logs_hint, state_dir, token_client,
     wait_for, TestNamespace, WAIT,
@@ -38,57 +40,33 @@ fn chart() -> PathBuf {
     workspace().join("charts/stacktach-operator")
 }
 
-/// The operator binary (built by `cargo build -p stv3-operator`).
-fn operator_bin() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("STV3_OPERATOR_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let bin = workspace().join("target/debug/stv3-operator");
-    ensure!(
-        bin.is_file(),
-        "{} not found: run `cargo build -p stv3-operator` first",
-        bin.display()
-    );
-    Ok(bin)
-}
-
-/// The operator process with its own kubeconfig; killed (and the kubeconfig, which
-/// holds a token, removed) when dropped.
+/// The operator process with its own kubeconfig (which holds a token): removed with it.
 struct Operator {
-    child: Child,
+    process: OperatorProcess,
     kubeconfig: PathBuf,
-    log: PathBuf,
 }
 
 impl Operator {
-    fn start(kubeconfig: &Path) -> Result<Operator> {
-        let log = state_dir().join("logs/stv3-operator-chart.log");
-        std::fs::create_dir_all(log.parent().unwrap())?;
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(operator_bin()?)
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,stv3_operator=debug,operator=debug")
-            .env_remove("WATCH_NAMESPACE")
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .context("starting stv3-operator")?;
+    /// Watching every namespace (what the ClusterRoleBinding grants), holding its Lease
+    /// in the release namespace (what the Role grants).
+    fn start(kubeconfig: &Path, release_ns: &str) -> Result<Operator> {
+        let mut opts = OperatorOptions::in_namespace(release_ns, "chart");
+        opts.kubeconfig = kubeconfig.to_path_buf();
+        opts.watch_namespace = None;
         Ok(Operator {
-            child,
+            process: OperatorProcess::start(&opts)?,
             kubeconfig: kubeconfig.to_path_buf(),
-            log,
         })
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         let _ = std::fs::remove_file(&self.kubeconfig);
     }
 }
@@ -156,10 +134,11 @@ async fn chart_installs_and_its_rbac_runs_the_operator() -> Result<()> {
             "unexpected helm lint output: {out}"
         );
     }
-    // The schema refuses what the operator cannot do safely (no leader election yet).
+    // Several replicas are fine (leader election); nonsense is refused by the schema.
+    helm(&["lint", "--strict", &chart, "--set", "replicaCount=2"])?;
     ensure!(
-        helm(&["lint", "--strict", &chart, "--set", "replicaCount=2"]).is_err(),
-        "values.schema.json should refuse replicaCount=2"
+        helm(&["lint", "--strict", &chart, "--set", "replicaCount=-1"]).is_err(),
+        "values.schema.json should refuse replicaCount=-1"
     );
 
     let ns = TestNamespace::create(&admin, "chart").await?;
@@ -230,6 +209,18 @@ async fn chart_installs_and_its_rbac_runs_the_operator() -> Result<()> {
     let container = &pod.containers[0];
     ensure!(container.name == "stv3-operator");
     ensure!(container.image.as_deref() == Some("registry.invalid/stv3-operator:0.1.0"));
+    let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    ensure!(
+        probe_path(&container.readiness_probe).as_deref() == Some("/readyz")
+            && probe_path(&container.liveness_probe).as_deref() == Some("/healthz"),
+        "the operator container's probes: {:?} {:?}",
+        container.readiness_probe,
+        container.liveness_probe
+    );
     let sc = container.security_context.clone().unwrap_or_default();
     ensure!(sc.read_only_root_filesystem == Some(true) && sc.run_as_non_root == Some(true));
     svcs.get(&format!("{fullname}-metrics"))
@@ -257,7 +248,7 @@ async fn chart_installs_and_its_rbac_runs_the_operator() -> Result<()> {
     .await?;
     let kc_path = state_dir().join(format!("{n}-operator.kubeconfig"));
     write_token_kubeconfig(&token, &kc_path)?;
-    let operator = Operator::start(&kc_path)?;
+    let operator = Operator::start(&kc_path, &n)?;
 
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &n);
     secrets
@@ -341,6 +332,45 @@ async fn chart_installs_and_its_rbac_runs_the_operator() -> Result<()> {
     .await
     .with_context(|| format!("operator log:\n{}", operator.log_text()))?;
 
+    // A new image: its migration Job runs (kwok completes it), the old Job is deleted and
+    // the Deployments roll; with the chart's role, so the Job and Deployment verbs this
+    // takes (jobs delete, deployments get) are checked too.
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), &n);
+    let job_lp = ListParams::default().labels("app.kubernetes.io/component=migration");
+    let old_jobs: Vec<String> = jobs
+        .list(&job_lp)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    ensure!(old_jobs.len() == 1, "migration Jobs: {old_jobs:?}");
+    regions
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"images": {"tag": "0.1.1-e2e"}}})),
+        )
+        .await?;
+    let api_deploy = format!("{name}-api");
+    wait_for(
+        "the new version's migration, then the API Deployment rolling",
+        WAIT,
+        || async {
+            let d = deploys.get(&api_deploy).await?;
+            let image = d
+                .spec
+                .and_then(|s| s.template.spec)
+                .and_then(|p| p.containers.into_iter().next())
+                .and_then(|c| c.image);
+            let rolled = image.is_some_and(|i| i.ends_with(":0.1.1-e2e"));
+            let old_gone = jobs.get_opt(&old_jobs[0]).await?.is_none();
+            Ok((rolled && old_gone).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| format!("operator log:\n{}", operator.log_text()))?;
+
     // A missing ConfigMap reference: the ConfigMap is read (get), the condition says
     // why, and a Warning Event is published.
     let broken: StackTachRegion = serde_json::from_value(json!({
@@ -374,6 +404,19 @@ async fn chart_installs_and_its_rbac_runs_the_operator() -> Result<()> {
     })
     .await
     .with_context(|| format!("operator log:\n{}", operator.log_text()))?;
+
+    // Leader election ran on the chart's Role: the Lease in the release namespace names
+    // the operator as its holder.
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &n);
+    wait_for("the leader Lease held by the operator", WAIT, || async {
+        let holder = leases
+            .get_opt("stv3-operator-leader")
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        Ok((holder.as_deref() == Some("chart")).then_some(()))
+    })
+    .await?;
 
     let log = operator.log_text();
     ensure!(
@@ -430,6 +473,19 @@ async fn chart_installs_and_its_rbac_runs_the_operator() -> Result<()> {
                 &PatchParams::default(),
                 &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
             )
+            .await,
+    )?;
+
+    forbidden(
+        "deleting the leader Lease",
+        Api::<Lease>::namespaced(sa_client.clone(), &n)
+            .delete("stv3-operator-leader", &Default::default())
+            .await,
+    )?;
+    forbidden(
+        "reading a Lease in another namespace",
+        Api::<Lease>::namespaced(sa_client.clone(), "kube-system")
+            .get("kube-controller-manager")
             .await,
     )?;
 

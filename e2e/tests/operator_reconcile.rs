@@ -8,11 +8,7 @@
 //! (`cargo build -p stv3-operator`; `cargo test --workspace` builds it too), or its path
 //! in `STV3_OPERATOR_BIN`. `#[ignore]`d in a plain `cargo test`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::SystemTime;
-
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,76 +16,16 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use operator::crd::StackTachRegion;
 use serde_json::json;
-use stv3_e2e::{admin_client, kubeconfig_path, state_dir, wait_for, TestNamespace, WAIT};
+use std::time::Duration;
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::events::v1::Event;
+use stv3_e2e::operator::{
+    resource_versions, wait_settled, workspace, OperatorOptions, OperatorProcess,
+};
+use stv3_e2e::{admin_client, wait_for, TestNamespace, WAIT};
 
 const CRD_NAME: &str = "stacktachregions.stacktach.io";
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn newest_mtime(dir: &std::path::Path) -> Result<SystemTime> {
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let t = if entry.file_type()?.is_dir() {
-            newest_mtime(&entry.path())?
-        } else {
-            entry.metadata()?.modified()?
-        };
-        newest = newest.max(t);
-    }
-    Ok(newest)
-}
-
-/// The operator binary, refusing one older than the operator's sources.
-fn operator_bin() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("STV3_OPERATOR_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let bin = workspace().join("target/debug/stv3-operator");
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .with_context(|| {
-            format!(
-                "{} not found: run `cargo build -p stv3-operator` first",
-                bin.display()
-            )
-        })?;
-    let src = newest_mtime(&workspace().join("operator/src"))?;
-    ensure!(
-        built >= src,
-        "{} is older than operator/src: run `cargo build -p stv3-operator`",
-        bin.display()
-    );
-    Ok(bin)
-}
-
-/// The operator process; killed when dropped.
-struct Operator(Child);
-
-impl Operator {
-    fn start() -> Result<Operator> {
-        let log = state_dir().join("logs/stv3-operator.log");
-        std::fs::create_dir_all(log.parent().unwrap())?;
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(operator_bin()?)
-            .env("KUBECONFIG", kubeconfig_path())
-            .env("RUST_LOG", "info,stv3_operator=debug,operator=debug")
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .context("starting stv3-operator")?;
-        Ok(Operator(child))
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn install_crd(client: &Client) -> Result<()> {
     let text =
@@ -190,7 +126,8 @@ async fn operator_reconciles_cells_config_and_deletion() -> Result<()> {
             "metadata": { "name": "rmq" }, "stringData": { "username": "u", "password": "p-secret" }
         }))?)
         .await?;
-    let operator = Operator::start()?;
+    let opts = OperatorOptions::in_namespace(&n, "reconcile");
+    let operator = OperatorProcess::start(&opts)?;
 
     let regions: Api<StackTachRegion> = Api::namespaced(client.clone(), &n);
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), &n);
@@ -241,6 +178,53 @@ async fn operator_reconciles_cells_config_and_deletion() -> Result<()> {
     ensure!(
         pw.spec.as_ref().unwrap().replicas.is_some(),
         "the server defaults replicas"
+    );
+
+    // Settled, the operator is quiet: its status writes do not wake it (generation
+    // predicate), so the reconcile counter stays flat and nothing, the region included,
+    // gets a new resourceVersion.
+    // (The HPA controller's first sync writes the HPA's status, an owned object, which
+    // rightly triggers a reconcile: wait for it first.)
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &n);
+    wait_for("the HPA controller to sync the HPA", WAIT, || async {
+        let hpa = hpas.get("r-pipeline-worker").await?;
+        Ok(hpa
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| !c.is_empty())
+            .then_some(()))
+    })
+    .await?;
+    let settled = wait_settled(&operator, Duration::from_secs(3), WAIT).await?;
+    ensure!(settled >= 1.0, "no reconcile counted: {settled}");
+    let versions = resource_versions(&client, &n, "r").await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let counter = operator.metric("stv3_operator_reconciles_total").await?;
+    ensure!(
+        counter == settled,
+        "the operator reconciled a settled region again ({settled} → {counter} reconciles)"
+    );
+    let again = resource_versions(&client, &n, "r").await?;
+    ensure!(
+        versions == again,
+        "a settled region's objects changed:\n{versions:#?}\nthen\n{again:#?}"
+    );
+    let (code, _) = operator.http_get("/readyz").await?;
+    ensure!(code == 200, "/readyz answered {code}");
+    // A status write alone (as the operator's own are) does not wake the operator: the
+    // region watch passes on generation and annotation changes only.
+    regions
+        .patch_status(
+            "r",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "cellsReady": "status-only write" } })),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let counter = operator.metric("stv3_operator_reconciles_total").await?;
+    ensure!(
+        counter == settled,
+        "a status-only change triggered a reconcile ({settled} → {counter})"
     );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
     for cm in cms.list(&ListParams::default()).await? {
@@ -301,6 +285,30 @@ async fn operator_reconciles_cells_config_and_deletion() -> Result<()> {
         message.contains("triggers.yaml"),
         "the message does not name the file: {message}"
     );
+    // Degraded says why, and a Warning Event with the reason exists.
+    let r = regions.get("r").await?;
+    let degraded = r
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    ensure!(
+        degraded == Some(("True".into(), "InvalidConfig".into())),
+        "Degraded: {degraded:?}"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &n);
+    let note = wait_for("the InvalidConfig Warning Event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await?;
+        Ok(list.items.into_iter().find_map(|e| {
+            (e.reason.as_deref() == Some("InvalidConfig")
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("r"))
+            .then(|| e.note.unwrap_or_default())
+        }))
+    })
+    .await?;
+    ensure!(note.contains("triggers.yaml"), "Event note: {note}");
+    ensure!(!note.contains("p-secret"), "a credential in an Event");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     ensure!(
         config_hash(&deploys.get("r-yagi-b").await?) == hash_before,
@@ -329,9 +337,15 @@ async fn operator_reconciles_cells_config_and_deletion() -> Result<()> {
     // managed-fields times have one-second resolution.)
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let before = owned_writes(&client, &n).await?;
-    drop(operator);
-    let operator = Operator::start()?;
-    let log = state_dir().join("logs/stv3-operator.log");
+    // SIGTERM: the operator releases its Lease, so the new one leads at once.
+    let mut operator = operator;
+    let status = operator.terminate()?;
+    ensure!(
+        status.success(),
+        "SIGTERM: the operator exited with {status}"
+    );
+    let operator = OperatorProcess::start(&opts)?;
+    let log = operator.log.clone();
     wait_for(
         "the restarted operator to reconcile the region",
         WAIT,

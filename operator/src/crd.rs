@@ -241,6 +241,43 @@ pub struct PipelineWorkers {
     /// the autoscaler's target is a percentage of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Other ways to scale the workers than CPU (absent: the CPU autoscaler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+/// How the pipeline workers are scaled, beyond the CPU autoscaler.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    /// Scale on the backlog of streams ready to fire, with a KEDA ScaledObject, when KEDA
+    /// is installed (the `scaledobjects.keda.sh` CRD exists); without KEDA the CPU
+    /// autoscaler stays and the `BacklogAutoscaling` condition says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<BacklogAutoscaling>,
+}
+
+/// Scaling the pipeline workers on the count of streams ready to fire (KEDA's mysql
+/// scaler querying the region's database).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BacklogAutoscaling {
+    /// Ready-to-fire streams per worker replica: KEDA runs backlog / this many workers,
+    /// between minReplicas and maxReplicas.
+    #[serde(default = "default_streams_per_replica")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub target_streams_per_replica: i32,
+    /// How often KEDA counts the backlog, in seconds.
+    #[serde(default = "default_polling_interval")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub polling_interval_seconds: i32,
+    /// External database only: the key, in the database URL's Secret, holding the
+    /// connection string KEDA's mysql scaler reads, in the Go MySQL driver's form
+    /// (`user:password@tcp(host:3306)/stv3`). A managed database needs nothing: its
+    /// generated Secret is used.
+    #[serde(default = "default_connection_string_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub connection_string_key: String,
 }
 
 impl Default for PipelineWorkers {
@@ -252,6 +289,7 @@ impl Default for PipelineWorkers {
             batch_size: default_batch_size(),
             idle_delay_seconds: default_idle_delay(),
             resources: None,
+            autoscaling: None,
         }
     }
 }
@@ -532,7 +570,8 @@ pub struct StackTachRegionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The standard conditions: Ready, ConfigValid, DatabaseReady, Progressing,
-    /// Degraded and ReconciliationPaused, each with a reason and a message.
+    /// Degraded, ReconciliationPaused and BacklogAutoscaling, each with a reason and a
+    /// message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -548,6 +587,10 @@ pub struct StackTachRegionStatus {
     /// Where the API is reached (`http://<service>.<namespace>.svc:<port>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_endpoint: Option<String>,
+    /// The image whose schema migration (`stv3 db upgrade`) last succeeded: the
+    /// collectors, workers and API roll to a new image only once its migration has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrated_image: Option<String>,
 }
 
 /// One cell's collectors.
@@ -583,6 +626,15 @@ fn default_queues() -> Vec<Queue> {
         durable: true,
         max_messages: default_max_messages(),
     }]
+}
+fn default_streams_per_replica() -> i32 {
+    100
+}
+fn default_polling_interval() -> i32 {
+    30
+}
+fn default_connection_string_key() -> String {
+    "keda-connection-string".into()
 }
 fn default_yagi_replicas() -> i32 {
     1

@@ -38,6 +38,9 @@ pub const ENV_AMQP_PASSWORD: &str = "STV3_AMQP_PASSWORD";
 pub const ENV_DATABASE_URL: &str = "STV3_DATABASE_URL";
 /// Where the region's config files are mounted.
 pub const REGION_CONFIG_DIR: &str = "/etc/stv3/region";
+/// Where the image keeps the default event definitions, triggers and pipelines (the
+/// repository's `etc/`), used for any file a region does not give.
+pub const DEFAULTS_CONFIG_DIR: &str = "/etc/stv3/defaults";
 /// Where a cell's `yagi.conf` is mounted.
 pub const CELL_CONFIG_DIR: &str = "/etc/stv3/cell";
 /// The image tag used when the region names none.
@@ -257,16 +260,20 @@ fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
 
 // ------------------------------------------------------------------ region config
 
-/// `winchester.yaml` for the region: the settings, the files under
-/// [`REGION_CONFIG_DIR`], and no database URL (it comes from [`ENV_DATABASE_URL`]).
-pub fn render_winchester_yaml(region: &StackTachRegion, files: &ConfigFiles) -> String {
+/// `winchester.yaml` for the region: the settings, the three files looked up in
+/// [`REGION_CONFIG_DIR`] and then [`DEFAULTS_CONFIG_DIR`], and no database URL (it
+/// comes from [`ENV_DATABASE_URL`]).
+pub fn render_winchester_yaml(region: &StackTachRegion) -> String {
     let spec = &region.spec;
     let w = &spec.config.winchester;
     let p = &spec.pipeline_workers;
     let mut out = String::from(
         "# Rendered by stv3-operator; the database URL comes from $STV3_DATABASE_URL.\n",
     );
-    out.push_str(&format!("config_path: {REGION_CONFIG_DIR}\n"));
+    // The region's files first, then the defaults baked into the image (worker/Dockerfile).
+    out.push_str(&format!(
+        "config_path:\n    - {REGION_CONFIG_DIR}\n    - {DEFAULTS_CONFIG_DIR}\n"
+    ));
     out.push_str(&format!(
         "statistics_period: {}\n",
         w.statistics_period_seconds
@@ -285,22 +292,14 @@ pub fn render_winchester_yaml(region: &StackTachRegion, files: &ConfigFiles) -> 
         "trim_events_age: {}\n",
         serde_json::to_string(&w.trim_events_age).expect("a string serializes")
     ));
-    for (key, file, present) in [
-        (
-            "distiller_config",
-            EVENT_DEFINITIONS_FILE,
-            files.event_definitions.is_some(),
-        ),
-        (
-            "trigger_definitions",
-            TRIGGERS_FILE,
-            files.triggers.is_some(),
-        ),
-        ("pipeline_config", PIPELINES_FILE, files.pipelines.is_some()),
+    // Always named: a file the region gives is found in its ConfigMap, any other in the
+    // image's defaults.
+    for (key, file) in [
+        ("distiller_config", EVENT_DEFINITIONS_FILE),
+        ("trigger_definitions", TRIGGERS_FILE),
+        ("pipeline_config", PIPELINES_FILE),
     ] {
-        if present {
-            out.push_str(&format!("{key}: {file}\n"));
-        }
+        out.push_str(&format!("{key}: {file}\n"));
     }
     out.push_str(
         "pipeline_handlers:\n    logger: winchester.pipeline_handler:LoggingHandler\n    \
@@ -317,7 +316,7 @@ pub fn region_config_data(
 ) -> BTreeMap<String, String> {
     let mut data = BTreeMap::from([(
         "winchester.yaml".to_string(),
-        render_winchester_yaml(region, files),
+        render_winchester_yaml(region),
     )]);
     for (name, text) in [
         (EVENT_DEFINITIONS_FILE, &files.event_definitions),
@@ -764,12 +763,17 @@ pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulS
     .map(Some)
 }
 
-/// The schema-migration Job, `<region>-migrate-<hash of the image>`: a new version
-/// is a new Job (a Job's pod template cannot change), run before the workers roll.
+/// The image the schema-migration Job runs: the schema version the components may
+/// roll to once its migration succeeded (see [`crate::rollout`]).
+pub fn migration_image(region: &StackTachRegion) -> String {
+    image(region, Component::Migration).0
+}
+
+/// The schema-migration Job, `<region>-migrate-<hash of its spec>`. A Job's pod template
+/// cannot change, so every change of what it runs (the image above all, but also pod
+/// settings such as a nodeSelector) is a new Job rather than a refused update.
 pub fn migration_job(region: &StackTachRegion) -> Result<Job> {
     let (image, pull) = image(region, Component::Migration);
-    let version = config_hash([&BTreeMap::from([("image".to_string(), image.clone())])]);
-    let name = format!("{}-migrate-{}", region.name_any(), &version[..10]);
     let mut pod = pod_settings(region);
     pod.insert("restartPolicy".into(), json!("OnFailure"));
     pod.insert(
@@ -780,21 +784,25 @@ pub fn migration_job(region: &StackTachRegion) -> Result<Job> {
             "imagePullPolicy": pull,
             // The kubelet expands $(VAR) from the container's environment: the URL is
             // never written into the Job.
-            "command": ["stv3", "db", "upgrade", "--database", format!("$({ENV_DATABASE_URL})")],
+            // The URL comes from the environment (a Secret), never from the arguments.
+            "command": ["stv3", "db", "upgrade"],
             "env": [database_url_env(region)],
             "securityContext": container_security_context(),
         }]),
     );
+    let spec = json!({
+        "backoffLimit": 6,
+        "ttlSecondsAfterFinished": 86400,
+        "template": {
+            "metadata": { "labels": labels(region, Component::Migration, None) },
+            "spec": pod,
+        },
+    });
+    let version = config_hash([&BTreeMap::from([("spec".to_string(), spec.to_string())])]);
+    let name = format!("{}-migrate-{}", region.name_any(), &version[..10]);
     from_json(json!({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": metadata(region, name, Component::Migration, None)?,
-        "spec": {
-            "backoffLimit": 6,
-            "ttlSecondsAfterFinished": 86400,
-            "template": {
-                "metadata": { "labels": labels(region, Component::Migration, None) },
-                "spec": pod,
-            },
-        },
+        "spec": spec,
     }))
 }

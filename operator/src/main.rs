@@ -1,7 +1,22 @@
-//! `stv3-operator`: reconciles every `StackTachRegion` in the cluster.
+//! `stv3-operator`: reconciles every `StackTachRegion` in the cluster (or in
+//! `WATCH_NAMESPACE`), as the leader of its replicas.
+//!
+//! Settings (environment; the Helm chart sets them):
+//! - `WATCH_NAMESPACE`: the one namespace to watch; unset or empty: every namespace.
+//! - `METRICS_LISTEN`: where `/metrics`, `/healthz` and `/readyz` are served
+//!   (default `0.0.0.0:8080`).
+//! - `LEADER_ELECTION_LEASE_NAME`, `LEADER_ELECTION_NAMESPACE` (else `POD_NAMESPACE`),
+//!   `LEADER_ELECTION_LEASE_SECONDS`, `LEADER_ELECTION_RENEW_GRACE_SECONDS`, `POD_NAME`
+//!   (the identity): see `operator::leader`.
+//!
+//! Exit status: 0 after SIGTERM/Ctrl-C (the Lease released), 1 when the Lease was
+//! lost (the kubelet restarts the pod as a candidate) or on a start-up error.
 
+use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -9,15 +24,20 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{reflector, watcher, Controller, PredicateConfig, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use operator::crd::StackTachRegion;
+use operator::leader::{self, Election, LeaderConfig};
+use operator::observe::{self, Health, Metrics};
 use operator::reconcile::{error_policy, reconcile};
-use operator::Context;
+use operator::{status, Context};
+use prometheus_client::registry::Registry;
 
 /// Environment variable naming the one namespace to watch; unset or empty: every
 /// namespace (the Helm chart's `watchNamespace`).
 const WATCH_NAMESPACE_ENV: &str = "WATCH_NAMESPACE";
+/// Environment variable with the address of the metrics and health endpoints.
+const METRICS_LISTEN_ENV: &str = "METRICS_LISTEN";
 
 /// An Api over the watched namespace, or over every namespace.
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -31,7 +51,7 @@ where
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -40,33 +60,83 @@ async fn main() -> anyhow::Result<()> {
         .init();
     // See Cargo.toml: two rustls providers are compiled in; pick kube's.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    match run().await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
+    let shutdown = observe::shutdown_on_signals();
+    let env = |k: &str| std::env::var(k).ok();
+
+    let listen: SocketAddr = env(METRICS_LISTEN_ENV)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| observe::DEFAULT_LISTEN.into())
+        .parse()
+        .with_context(|| format!("{METRICS_LISTEN_ENV} is not an address such as 0.0.0.0:8080"))?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let health = Health::default();
+    let (_, server) =
+        observe::serve(listen, Arc::new(registry), health.clone(), shutdown.clone()).await?;
 
     let client = Client::try_default().await?;
+    let lease = LeaderConfig::from_env(env)?;
+    tracing::info!(lease = %lease.lease_name, namespace = %lease.namespace,
+        identity = %lease.identity, "standing for leader");
+    // A candidate knows its part once it has read the Lease: ready (standing by).
+    let ready = health.clone();
+    let mut leadership = match leader::acquire(client.clone(), &lease, &shutdown, move || {
+        ready.set_ready(true)
+    })
+    .await?
+    {
+        Election::Leader(l) => l,
+        Election::ShutDown => {
+            let _ = server.await;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    tracing::info!(identity = %lease.identity, "leading: reconciling");
+    metrics.set_leader(true);
+
     let reporter = Reporter {
         controller: "stv3-operator".into(),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: env("POD_NAME"),
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
     });
-    let watch_ns = std::env::var(WATCH_NAMESPACE_ENV)
-        .ok()
-        .filter(|ns| !ns.is_empty());
+    let watch_ns = env(WATCH_NAMESPACE_ENV).filter(|ns| !ns.is_empty());
     let ns = watch_ns.as_deref();
     match ns {
         Some(ns) => tracing::info!(namespace = ns, "watching one namespace"),
         None => tracing::info!("watching every namespace"),
     }
     let wc = watcher::Config::default();
-    Controller::new(api::<StackTachRegion>(&client, ns), wc.clone())
+    // The regions' own watch passes on spec and annotation changes only: the status
+    // the reconciler writes does not wake it again. Owned objects still trigger.
+    let (reader, writer) = reflector::store();
+    let regions = watcher(api::<StackTachRegion>(&client, ns), wc.clone())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(status::reconcile_trigger, PredicateConfig::default());
+    let stop = shutdown.clone();
+    let controller = Controller::for_stream(regions, reader)
         .owns(api::<Deployment>(&client, ns), wc.clone())
         .owns(api::<ConfigMap>(&client, ns), wc.clone())
         .owns(api::<Service>(&client, ns), wc.clone())
         .owns(api::<StatefulSet>(&client, ns), wc.clone())
         .owns(api::<HorizontalPodAutoscaler>(&client, ns), wc.clone())
         .owns(api::<Job>(&client, ns), wc)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -77,7 +147,22 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => tracing::warn!(error = %e, "reconcile failed"),
             }
-        })
-        .await;
-    Ok(())
+        });
+
+    tokio::select! {
+        () = controller => {
+            // Shut down by a signal: hand the Lease over at once.
+            metrics.set_leader(false);
+            leadership.release().await;
+            let _ = server.await;
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        () = leadership.lost() => {
+            // Another replica holds the Lease now: stop writing at once.
+            metrics.set_leader(false);
+            tracing::error!("lost the leader Lease; exiting so the pod restarts as a candidate");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

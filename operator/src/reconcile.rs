@@ -1,19 +1,27 @@
 //! The reconciler: one `reconcile` over a region, on kube's runtime controller. It
-//! resolves and validates the configuration, then server-side applies what
-//! [`crate::desired`] builds (under one field manager, so an unchanged region writes
-//! nothing), deletes the objects of removed cells, and writes the status only when it
-//! changed.
+//! resolves and validates the configuration, runs the schema migration of a new
+//! version before anything rolls to it ([`crate::rollout`]), then server-side applies
+//! what [`crate::desired`] and [`crate::keda`] build (under one field manager, so an
+//! unchanged region writes nothing), deletes the objects of removed cells, and writes
+//! the status only when it changed. A failed reconcile sets `Degraded=True` and
+//! publishes a Warning Event; every reconcile is counted and timed
+//! ([`crate::observe::Metrics`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
@@ -24,8 +32,12 @@ use serde_json::json;
 use crate::config_check::{self, ConfigFiles};
 use crate::crd::{ConfigSource, StackTachRegion, StackTachRegionStatus};
 use crate::desired::{self, Component, DatabasePasswords, CELL_LABEL, FIELD_MANAGER};
+use crate::rollout::{self, Gate};
 use crate::status::{self, types, ConditionUpdate};
-use crate::{Context, Error, Result};
+use crate::{keda, redact, Context, Error, Result};
+
+/// How many cells are applied at once.
+const CONCURRENT_APPLIES: usize = 8;
 
 /// How often a region is looked at again when nothing happened.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -208,6 +220,180 @@ async fn prune_removed_cells(ctx: &Context, ns: &str, region: &StackTachRegion) 
     Ok(())
 }
 
+/// Applies one cell's ConfigMap, then its Deployment.
+async fn apply_cell(
+    ctx: &Context,
+    ns: &str,
+    region: &StackTachRegion,
+    cell: &crate::crd::Cell,
+    region_cfg: &std::collections::BTreeMap<String, String>,
+) -> Result<Deployment> {
+    apply(ctx, ns, &desired::cell_config_map(region, cell)?).await?;
+    apply(
+        ctx,
+        ns,
+        &desired::cell_deployment(region, cell, region_cfg)?,
+    )
+    .await
+}
+
+/// Server-side applies an object of a kind the operator has no types for (KEDA's).
+async fn apply_dynamic(
+    ctx: &Context,
+    ns: &str,
+    ar: &ApiResource,
+    obj: &DynamicObject,
+) -> Result<DynamicObject> {
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, ar);
+    Ok(api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+/// Deletes an object, taking "not there" (404, also when its kind does not exist) as
+/// done. A DELETE answered 404 writes nothing.
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether KEDA's ScaledObject API is served (its CRD is installed).
+async fn keda_installed(ctx: &Context) -> Result<bool> {
+    use kube::error::DiscoveryError;
+    match kube::discovery::pinned_kind(&ctx.client, &keda::scaled_object_gvk()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(kube::Error::Discovery(
+            DiscoveryError::MissingKind(_) | DiscoveryError::MissingApiGroup(_),
+        )) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pipeline workers' autoscaler: KEDA's ScaledObject on the stream backlog when
+/// asked for and installed, the CPU HorizontalPodAutoscaler otherwise (never both:
+/// two autoscalers on one Deployment fight).
+async fn reconcile_autoscaling(
+    ctx: &Context,
+    ns: &str,
+    region: &StackTachRegion,
+    st: &mut StackTachRegionStatus,
+    now: &Time,
+) -> Result<()> {
+    let generation = region.metadata.generation;
+    let set = |st: &mut StackTachRegionStatus, u: ConditionUpdate| {
+        status::set_condition(&mut st.conditions, u, generation, now)
+    };
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(backlog) = keda::backlog(region) else {
+        apply(ctx, ns, &desired::pipeline_worker_hpa(region)?).await?;
+        let had_keda = st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == types::BACKLOG_AUTOSCALING && c.status == "True");
+        if had_keda {
+            // Backlog scaling was turned off: the ScaledObject goes, the HPA is back.
+            let name = keda::object_name(region);
+            for ar in [
+                keda::scaled_object_resource(),
+                keda::trigger_authentication_resource(),
+            ] {
+                let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+                delete_if_present(&api, &name).await?;
+            }
+        }
+        status::remove_condition(&mut st.conditions, types::BACKLOG_AUTOSCALING);
+        return Ok(());
+    };
+    if keda_installed(ctx).await? {
+        apply_dynamic(
+            ctx,
+            ns,
+            &keda::trigger_authentication_resource(),
+            &keda::trigger_authentication(region, backlog)?,
+        )
+        .await?;
+        apply_dynamic(
+            ctx,
+            ns,
+            &keda::scaled_object_resource(),
+            &keda::scaled_object(region, backlog)?,
+        )
+        .await?;
+        delete_if_present(&hpas, &desired::pipeline_worker_name(region)).await?;
+        set(
+            st,
+            ConditionUpdate::yes(
+                types::BACKLOG_AUTOSCALING,
+                "KedaScaledObject",
+                format!(
+                    "KEDA scales the pipeline workers on streams ready to fire \
+                     (ScaledObject {})",
+                    keda::object_name(region)
+                ),
+            ),
+        );
+    } else {
+        apply(ctx, ns, &desired::pipeline_worker_hpa(region)?).await?;
+        set(
+            st,
+            ConditionUpdate::no(
+                types::BACKLOG_AUTOSCALING,
+                "KedaAbsent",
+                format!(
+                    "pipelineWorkers.autoscaling.backlog is set but KEDA is not installed \
+                     (no {} CRD): the CPU HorizontalPodAutoscaler scales the workers",
+                    keda::SCALED_OBJECT_CRD
+                ),
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Deletes the region's migration Jobs other than `current` (those of earlier versions
+/// or pod settings; a finished one also goes by its `ttlSecondsAfterFinished`).
+async fn prune_old_migration_jobs(
+    ctx: &Context,
+    ns: &str,
+    region: &StackTachRegion,
+    current: &str,
+) -> Result<()> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/component={}",
+        region.name_any(),
+        Component::Migration.as_str()
+    );
+    let uid = region.uid();
+    for job in jobs.list(&ListParams::default().labels(&selector)).await? {
+        let owned = job
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(&o.uid) == uid.as_ref());
+        let name = job.name_any();
+        if owned && name != current && job.metadata.deletion_timestamp.is_none() {
+            tracing::info!(region = %region.name_any(), job = %name, "deleting an old migration Job");
+            delete_if_present(&jobs, &name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Publishes an Event about the region. The note goes through [`redact`]: an Event
+/// never carries a credential.
 async fn publish(
     ctx: &Context,
     region: &StackTachRegion,
@@ -218,7 +404,7 @@ async fn publish(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(redact(&note)),
         action: "Reconcile".into(),
         secondary: None,
     };
@@ -253,8 +439,40 @@ async fn write_status(
     }
 }
 
-/// Brings one region's owned objects and status in line with its spec.
+/// Brings one region's owned objects and status in line with its spec; counts and
+/// times it, and on failure marks the region `Degraded` and publishes a Warning Event.
 pub async fn reconcile(region: Arc<StackTachRegion>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    let result = reconcile_region(&region, &ctx).await;
+    ctx.metrics.record(
+        start.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    if let Err(e) = &result {
+        report_failure(&ctx, &region, e).await;
+    }
+    result
+}
+
+/// `Degraded=True` with the error's reason, and a Warning Event, for a failed
+/// reconcile. Best effort: the API server may be what failed.
+async fn report_failure(ctx: &Context, region: &StackTachRegion, error: &Error) {
+    let Some(ns) = region.namespace() else { return };
+    let message = redact(&error.to_string());
+    let mut st = region.status.clone().unwrap_or_default();
+    status::set_condition(
+        &mut st.conditions,
+        ConditionUpdate::yes(types::DEGRADED, error.reason(), message.clone()),
+        region.metadata.generation,
+        &Time(Timestamp::now()),
+    );
+    if let Err(e) = write_status(ctx, &ns, region, st).await {
+        tracing::warn!(region = %region.name_any(), error = %e, "could not mark the region Degraded");
+    }
+    publish(ctx, region, EventType::Warning, error.reason(), message).await;
+}
+
+async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Action> {
     let ns = region
         .namespace()
         .ok_or_else(|| Error::MissingReference("a StackTachRegion must be namespaced".into()))?;
@@ -270,7 +488,7 @@ pub async fn reconcile(region: Arc<StackTachRegion>, ctx: Arc<Context>) -> Resul
         status::set_condition(&mut st.conditions, u, generation, &now)
     };
 
-    if status::is_paused(&region) {
+    if status::is_paused(region) {
         set(
             &mut st,
             ConditionUpdate::yes(
@@ -282,13 +500,13 @@ pub async fn reconcile(region: Arc<StackTachRegion>, ctx: Arc<Context>) -> Resul
                 ),
             ),
         );
-        write_status(&ctx, &ns, &region, st).await?;
+        write_status(ctx, &ns, region, st).await?;
         return Ok(Action::await_change());
     }
     status::remove_condition(&mut st.conditions, types::RECONCILIATION_PAUSED);
 
     // The configuration first: an invalid one changes nothing that runs.
-    let checked = match resolve_files(&ctx, &ns, &region).await {
+    let checked = match resolve_files(ctx, &ns, region).await {
         Ok(files) => config_check::check(&files)
             .map(|()| files)
             .map_err(Error::from),
@@ -307,9 +525,10 @@ pub async fn reconcile(region: Arc<StackTachRegion>, ctx: Arc<Context>) -> Resul
             files
         }
         Err(e @ (Error::InvalidConfig(_) | Error::MissingReference(_))) => {
-            let (reason, message) = match &e {
-                Error::InvalidConfig(p) => ("InvalidConfig", p.to_string()),
-                _ => ("MissingReference", e.to_string()),
+            let reason = e.reason();
+            let message = match &e {
+                Error::InvalidConfig(p) => redact(&p.to_string()),
+                _ => redact(&e.to_string()),
             };
             let already = st.conditions.iter().any(|c| {
                 c.type_ == types::CONFIG_VALID && c.status == "False" && c.message == message
@@ -326,83 +545,157 @@ pub async fn reconcile(region: Arc<StackTachRegion>, ctx: Arc<Context>) -> Resul
                     "the configuration is invalid; the running configuration stays in place",
                 ),
             );
+            set(
+                &mut st,
+                ConditionUpdate::yes(types::DEGRADED, reason, message.clone()),
+            );
             if !already {
-                publish(&ctx, &region, EventType::Warning, reason, message).await;
+                publish(ctx, region, EventType::Warning, reason, message).await;
             }
-            write_status(&ctx, &ns, &region, st).await?;
+            write_status(ctx, &ns, region, st).await?;
             return Ok(Action::requeue(RESYNC));
         }
         Err(e) => return Err(e),
     };
 
-    let db = reconcile_database(&ctx, &ns, &region).await?;
+    let db = reconcile_database(ctx, &ns, region).await?;
     let db_ready = db.status;
     set(&mut st, db);
-    apply(&ctx, &ns, &desired::migration_job(&region)?).await?;
 
-    let region_cfg = desired::region_config_data(&region, &files);
-    apply(&ctx, &ns, &desired::region_config_map(&region, &files)?).await?;
+    // A new version migrates the schema before anything rolls to it.
+    let wanted = desired::migration_image(region);
+    let job = desired::migration_job(region)?;
+    let job_name = job.name_any();
+    let gate = if rollout::needs_migration(st.migrated_image.as_deref(), &wanted) {
+        let applied = apply(ctx, &ns, &job).await?;
+        let gate = Gate::from_job(&job_name, &rollout::job_state(&applied));
+        if gate.is_open() {
+            tracing::info!(region = %region.name_any(), image = %wanted, "schema migrated");
+            st.migrated_image = Some(wanted);
+        }
+        gate
+    } else {
+        Gate::Open
+    };
+    prune_old_migration_jobs(ctx, &ns, region, &job_name).await?;
+
+    let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let mut cell_deployments = Vec::new();
-    for cell in &region.spec.cells {
-        apply(&ctx, &ns, &desired::cell_config_map(&region, cell)?).await?;
-        cell_deployments.push(
-            apply(
-                &ctx,
-                &ns,
-                &desired::cell_deployment(&region, cell, &region_cfg)?,
-            )
-            .await?,
-        );
-    }
-    let workers = apply(
-        &ctx,
-        &ns,
-        &desired::pipeline_worker_deployment(&region, &region_cfg)?,
-    )
-    .await?;
-    apply(&ctx, &ns, &desired::pipeline_worker_hpa(&region)?).await?;
-    let api = apply(&ctx, &ns, &desired::api_deployment(&region, &region_cfg)?).await?;
-    apply(&ctx, &ns, &desired::api_service(&region)?).await?;
-    prune_removed_cells(&ctx, &ns, &region).await?;
+    let (workers, api) = if gate.is_open() {
+        let region_cfg = desired::region_config_data(region, &files);
+        apply(ctx, &ns, &desired::region_config_map(region, &files)?).await?;
+        // Cells are independent: apply them a few at a time (a 100-cell region is
+        // 200 applies; one after the other they take seconds).
+        let ns = ns.as_str();
+        let region_cfg = &region_cfg;
+        let applies: Vec<_> = region
+            .spec
+            .cells
+            .iter()
+            .map(|cell| apply_cell(ctx, ns, region, cell, region_cfg))
+            .collect();
+        cell_deployments = futures::stream::iter(applies)
+            .buffered(CONCURRENT_APPLIES)
+            .try_collect()
+            .await?;
+        let workers = apply(
+            ctx,
+            ns,
+            &desired::pipeline_worker_deployment(region, region_cfg)?,
+        )
+        .await?;
+        let api = apply(ctx, ns, &desired::api_deployment(region, region_cfg)?).await?;
+        (Some(workers), Some(api))
+    } else {
+        // Migrating: what runs stays exactly as it is; only read it for the status.
+        for cell in &region.spec.cells {
+            if let Some(d) = deploys
+                .get_opt(&desired::yagi_name(region, &cell.name))
+                .await?
+            {
+                cell_deployments.push(d);
+            }
+        }
+        (
+            deploys
+                .get_opt(&desired::pipeline_worker_name(region))
+                .await?,
+            deploys.get_opt(&desired::api_name(region)).await?,
+        )
+    };
+    reconcile_autoscaling(ctx, &ns, region, &mut st, &now).await?;
+    apply(ctx, &ns, &desired::api_service(region)?).await?;
+    prune_removed_cells(ctx, &ns, region).await?;
 
-    let (cells, summary) = status::cell_statuses(&region, &cell_deployments);
+    let (cells, summary) = status::cell_statuses(region, &cell_deployments);
     let cells_ready = cells.iter().all(|c| c.ready_replicas >= c.replicas);
-    let api_ready = status::replica_status(&api).ready_replicas >= region.spec.api.replicas;
+    let api_status = api.as_ref().map(status::replica_status).unwrap_or_default();
+    let api_ready = api_status.ready_replicas >= region.spec.api.replicas;
     st.cells = cells;
     st.cells_ready = Some(summary.clone());
-    st.pipeline_workers = Some(status::replica_status(&workers));
-    st.api_endpoint = Some(desired::api_endpoint(&region));
-    let ready = cells_ready && api_ready && db_ready;
+    st.pipeline_workers = Some(
+        workers
+            .as_ref()
+            .map(status::replica_status)
+            .unwrap_or_default(),
+    );
+    st.api_endpoint = Some(desired::api_endpoint(region));
+    let ready = cells_ready && api_ready && db_ready && workers.is_some();
+    let message =
+        format!("cells ready {summary}, API ready: {api_ready}, database ready: {db_ready}");
     if ready {
         set(
             &mut st,
             ConditionUpdate::yes(types::READY, "AllReady", "every component is ready"),
         );
-        set(
-            &mut st,
-            ConditionUpdate::no(
-                types::PROGRESSING,
-                "RolledOut",
-                "every component runs the current spec",
-            ),
-        );
     } else {
-        let message =
-            format!("cells ready {summary}, API ready: {api_ready}, database ready: {db_ready}");
         set(
             &mut st,
             ConditionUpdate::no(types::READY, "ComponentsNotReady", message.clone()),
         );
+    }
+    if gate.is_open() {
+        if ready {
+            set(
+                &mut st,
+                ConditionUpdate::no(
+                    types::PROGRESSING,
+                    "RolledOut",
+                    "every component runs the current spec",
+                ),
+            );
+        } else {
+            set(
+                &mut st,
+                ConditionUpdate::yes(types::PROGRESSING, "WaitingForPods", message),
+            );
+        }
         set(
             &mut st,
-            ConditionUpdate::yes(types::PROGRESSING, "WaitingForPods", message),
+            ConditionUpdate::no(types::DEGRADED, "AsExpected", "no reconcile error"),
         );
+    } else {
+        if let Gate::Failed { job, reason } = &gate {
+            let already = st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == types::DEGRADED && c.reason == "MigrationFailed");
+            if !already {
+                publish(
+                    ctx,
+                    region,
+                    EventType::Warning,
+                    "MigrationFailed",
+                    format!("schema migration Job {job} failed: {reason}"),
+                )
+                .await;
+            }
+        }
+        for u in gate.conditions() {
+            set(&mut st, u);
+        }
     }
-    set(
-        &mut st,
-        ConditionUpdate::no(types::DEGRADED, "AsExpected", "no reconcile error"),
-    );
-    write_status(&ctx, &ns, &region, st).await?;
+    write_status(ctx, &ns, region, st).await?;
     Ok(Action::requeue(RESYNC))
 }
 

@@ -24,6 +24,21 @@ pub mod types {
     pub const DEGRADED: &str = "Degraded";
     /// The `stacktach.io/pause-reconciliation` annotation is set.
     pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
+    /// `pipelineWorkers.autoscaling.backlog` is set: whether KEDA scales the workers
+    /// (`KedaScaledObject`) or, KEDA being absent, the CPU autoscaler does (`KedaAbsent`).
+    pub const BACKLOG_AUTOSCALING: &str = "BacklogAutoscaling";
+}
+
+/// What of a region triggers a reconcile when it changes: its generation (the spec)
+/// and its annotations (the pause annotation). Not its status: the operator's own
+/// status writes must not wake it up again (kube's `predicate_filter` compares this
+/// hash between watch events).
+pub fn reconcile_trigger(region: &StackTachRegion) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    region.metadata.generation.hash(&mut h);
+    region.metadata.annotations.hash(&mut h);
+    Some(h.finish())
 }
 
 /// The annotation that pauses reconciling a region, for maintenance.
@@ -260,6 +275,21 @@ mod tests {
         let r = region();
         let gone = removed_cells(&r, ["a", "b", "c", "old"]);
         assert_eq!(gone.into_iter().collect::<Vec<_>>(), ["c", "old"]);
+    }
+
+    #[test]
+    fn status_writes_do_not_trigger_a_reconcile() {
+        let mut r = region();
+        r.metadata.generation = Some(3);
+        let before = reconcile_trigger(&r);
+        r.status = Some(Default::default());
+        r.metadata.resource_version = Some("42".into());
+        assert_eq!(reconcile_trigger(&r), before, "status and resourceVersion");
+        r.metadata.generation = Some(4);
+        let spec_changed = reconcile_trigger(&r);
+        assert_ne!(spec_changed, before, "a spec change");
+        r.metadata.annotations = Some([(PAUSE_ANNOTATION.to_string(), "true".to_string())].into());
+        assert_ne!(reconcile_trigger(&r), spec_changed, "the pause annotation");
     }
 
     #[test]

@@ -238,8 +238,11 @@ fn the_region_configmap_holds_the_files_and_no_database_url() {
         assert!(w.contains(line), "winchester.yaml lacks {line:?}:\n{w}");
     }
     assert!(
-        !w.contains("distiller_config"),
-        "no event definitions given: image defaults"
+        w.contains("distiller_config: event_definitions.yaml")
+            && w.contains(&format!(
+                "- {REGION_CONFIG_DIR}\n    - {DEFAULTS_CONFIG_DIR}"
+            )),
+        "files not given are found in the image's defaults:\n{w}"
     );
     assert!(
         !w.contains("url:") && !w.contains("mysql://"),
@@ -329,24 +332,80 @@ fn a_managed_database_url_comes_from_the_generated_secret() {
     assert_eq!(image, format!("ghcr.io/stacktach/stv3:{DEFAULT_TAG}"));
 }
 
+/// The region's config as a pod sees it: the ConfigMap under [`REGION_CONFIG_DIR`], the
+/// image's defaults (what worker/Dockerfile copies from `etc/`) under
+/// [`DEFAULTS_CONFIG_DIR`], and the URL from the environment. Both directories are
+/// moved under `root` (the rendered file names them absolutely).
+#[cfg(feature = "config-check")]
+fn load_as_a_pod(
+    root: &std::path::Path,
+    data: &BTreeMap<String, String>,
+) -> worker::winchester::config::LoadedConfig {
+    let region_dir = root.join("region");
+    let defaults_dir = root.join("defaults");
+    std::fs::create_dir_all(&region_dir).unwrap();
+    std::fs::create_dir_all(&defaults_dir).unwrap();
+    let etc = concat!(env!("CARGO_MANIFEST_DIR"), "/../etc");
+    for f in ["event_definitions.yaml", "triggers.yaml", "pipelines.yaml"] {
+        std::fs::copy(format!("{etc}/{f}"), defaults_dir.join(f)).unwrap();
+    }
+    for (name, text) in data {
+        let text = text
+            .replace(REGION_CONFIG_DIR, region_dir.to_str().unwrap())
+            .replace(DEFAULTS_CONFIG_DIR, defaults_dir.to_str().unwrap());
+        std::fs::write(region_dir.join(name), text).unwrap();
+    }
+    worker::winchester::config::load_config_with_url(
+        &region_dir.join("winchester.yaml"),
+        Some("mysql://stv3@db/stv3"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[cfg(feature = "config-check")]
 #[test]
-fn the_rendered_winchester_yaml_reads_with_the_worker_parser() {
+fn the_rendered_config_loads_with_the_worker_loader_from_the_region_or_the_image() {
     let r = region();
-    let text = render_winchester_yaml(&r, &files("[]"));
-    // The worker does not yet read the URL from $STV3_DATABASE_URL (the operator keeps
-    // it out of the ConfigMap): it refuses the file without one.
-    let err = worker::winchester::config::parse_settings(&text, "winchester.yaml").unwrap_err();
-    assert!(err.to_string().contains("database/url"), "{err}");
-    // With the URL the environment would supply, every rendered setting reads.
-    let text = format!("{text}database:\n    url: mysql://stv3@db/stv3\n");
-    match worker::winchester::config::parse_settings(&text, "winchester.yaml") {
-        Ok((cfg, _warnings)) => {
-            assert_eq!(cfg.pipeline_worker_batch_size, 500);
-            assert!(cfg.trim_events && cfg.purge_completed_streams);
-        }
-        Err(e) => panic!("{e}"),
-    }
+    let root = std::env::temp_dir().join(format!("stv3-op-config-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    // The region gives triggers and pipelines; the event definitions are the image's.
+    let given = ConfigFiles {
+        event_definitions: None,
+        triggers: Some(
+            "- name: only_this\n  distinguished_by: [instance_id]\n  expiration: \"$last + 1h\"\n  \
+             fire_pipeline: usage_pipeline\n  expire_pipeline: usage_pipeline\n  \
+             match_criteria: [{event_type: compute.instance.*}]\n  \
+             fire_criteria: [{event_type: compute.instance.exists}]\n"
+                .into(),
+        ),
+        pipelines: Some("usage_pipeline:\n  - logger\n".into()),
+    };
+    let cfg = load_as_a_pod(&root.join("given"), &region_config_data(&r, &given));
+    assert_eq!(cfg.settings.database.url, "mysql://stv3@db/stv3");
+    assert_eq!(cfg.settings.pipeline_worker_batch_size, 500);
+    assert!(cfg.settings.trim_events && cfg.settings.purge_completed_streams);
+    let names: Vec<&str> = cfg.triggers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["only_this"]);
+    assert!(cfg.distiller.is_some(), "the image's event definitions");
+    // Nothing given: everything from the image, as the sandbox runs it.
+    let cfg = load_as_a_pod(
+        &root.join("defaults"),
+        &region_config_data(&r, &ConfigFiles::default()),
+    );
+    let sandbox = worker::winchester::config::load_config_with_url(
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../etc/winchester.yaml"
+        )),
+        Some("sqlite::memory:"),
+    )
+    .unwrap();
+    let names = |c: &worker::winchester::config::LoadedConfig| -> Vec<String> {
+        c.triggers.iter().map(|t| t.name.clone()).collect()
+    };
+    assert_eq!(names(&cfg), names(&sandbox));
+    assert!(!names(&cfg).is_empty());
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 fn minimal() -> StackTachRegion {
@@ -431,13 +490,8 @@ fn the_migration_job_runs_db_upgrade_with_the_url_from_the_environment() {
     let c = &pod.containers[0];
     assert_eq!(
         c.command.as_ref().unwrap(),
-        &[
-            "stv3",
-            "db",
-            "upgrade",
-            "--database",
-            "$(STV3_DATABASE_URL)"
-        ]
+        &["stv3", "db", "upgrade"],
+        "the URL is read from $STV3_DATABASE_URL, never passed as an argument"
     );
     assert_eq!(
         secret_env(c.env.as_deref().unwrap(), ENV_DATABASE_URL),
@@ -449,4 +503,29 @@ fn the_migration_job_runs_db_upgrade_with_the_url_from_the_environment() {
     newer.spec.images.tag = Some("0.2.0".into());
     assert_ne!(migration_job(&newer).unwrap().metadata.name.unwrap(), name);
     assert_eq!(migration_job(&r).unwrap().metadata.name.unwrap(), name);
+    assert_eq!(
+        migration_image(&newer),
+        "registry.example.net/stacktach/stv3:0.2.0"
+    );
+
+    // Any change to the Job's pod is a new Job too (a Job's template is immutable), but
+    // not a new schema version.
+    let mut moved = r.clone();
+    moved.spec.pod.node_selector = Some([("disk".to_string(), "ssd".to_string())].into());
+    assert_ne!(migration_job(&moved).unwrap().metadata.name.unwrap(), name);
+    assert_eq!(migration_image(&moved), migration_image(&r));
+}
+
+#[test]
+fn the_multicell_example_scales_on_the_backlog_with_keda() {
+    let r = region();
+    let backlog = operator::keda::backlog(&r).expect("the example sets backlog scaling");
+    let so = operator::keda::scaled_object(&r, backlog).unwrap();
+    assert_eq!(so.data["spec"]["minReplicaCount"], 2);
+    assert_eq!(so.data["spec"]["maxReplicaCount"], 10);
+    let ta = operator::keda::trigger_authentication(&r, backlog).unwrap();
+    assert_eq!(
+        ta.data["spec"]["secretTargetRef"][0]["name"], "stv3-db",
+        "the external database's Secret, by reference"
+    );
 }

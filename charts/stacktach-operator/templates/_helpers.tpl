@@ -51,3 +51,10 @@ app.kubernetes.io/component: operator
 {{- define "stacktach-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+The leader Lease's name: leaderElection.leaseName, else the full name.
+*/}}
+{{- define "stacktach-operator.leaseName" -}}
+{{- .Values.leaderElection.leaseName | default (include "stacktach-operator.fullname" .) }}
+{{- end }}

@@ -572,6 +572,15 @@ fn clean(p: &Path) -> PathBuf {
 /// definitions, trigger definitions (with their pipelines), pipelines (with their
 /// handlers) and handler classes. Every problem found is reported.
 pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    load_config_with_url(path, database_url_from_env().as_deref())
+}
+
+/// [`load_config`] with the database URL given rather than read from
+/// [`DATABASE_URL_ENV`] (`None`: the file's `database.url`).
+pub fn load_config_with_url(
+    path: &Path,
+    database_url: Option<&str>,
+) -> Result<LoadedConfig, ConfigErrors> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors::single(ConfigError::new(
@@ -581,8 +590,7 @@ pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
             format!("cannot read: {e}"),
         ))
     })?;
-    let env_url = database_url_from_env();
-    let (settings, warnings) = parse_settings_with_url(&text, &source, env_url.as_deref())?;
+    let (settings, warnings) = parse_settings_with_url(&text, &source, database_url)?;
     let mut d = Diagnostics::new(&source);
     d.warnings = warnings;
     let config_dir = match path.parent() {
