@@ -35,15 +35,22 @@ DAY_BEGIN=$(( MID / DAY * DAY ))
 
 STREAM_COLS="id, name, state, state_serial_no, first_event, last_event, expire_timestamp, fire_timestamp, dist_traits, fire_counts, event_count, claim_until, open_key"
 EVENT_COLS="e.id, e.message_id, et.name, e.generated"
-EVENTS_FROM="FROM event e JOIN event_type et ON et.id = e.event_type_id WHERE 1 = 1"
+# EVENTS_JOIN=JOIN shows the plans of the inner join the store used before issue 7.
+EVENTS_FROM="FROM event e ${EVENTS_JOIN:-LEFT JOIN} event_type et ON et.id = e.event_type_id WHERE 1 = 1"
 TRAIT="AND EXISTS (SELECT 1 FROM event_trait t WHERE t.event_id = e.id AND t.name ="
 DIST="AND EXISTS (SELECT 1 FROM stream_dist_trait d WHERE d.stream_id = stream.id AND d.name ="
 
 plan() {
   local title=$1 sql=$2
   printf '### %s\n\n```sql\n%s\n```\n\n```\n' "$title" "$sql"
+  local t0 t1
+  t0=$(date +%s%N)
   explain "$sql"
+  t1=$(date +%s%N)
   printf '```\n\n'
+  # ANALYZE runs the statement: its wall time (client included) is worth showing.
+  [ -n "${EXPLAIN_VERB:-}" ] && printf '%s: %d ms\n\n' "${EXPLAIN_VERB}" $(( (t1 - t0) / 1000000 ))
+  return 0
 }
 
 echo "Values: instance_id = $IID, mid-time = $MID µs, event mark = $EMARK, stream mark = $SMARK."
@@ -78,10 +85,14 @@ plan "events?event_name=compute.instance.delete.end (rarer)" "SELECT $EVENT_COLS
 plan "events?from_datetime=…&to_datetime=… (one hour)" "SELECT $EVENT_COLS $EVENTS_FROM AND e.generated > $MID AND e.generated <= $((MID + 3600000000)) ORDER BY e.id DESC LIMIT 200"
 plan "events?from_datetime=(mid-time)" "SELECT $EVENT_COLS $EVENTS_FROM AND e.generated > $MID ORDER BY e.id DESC LIMIT 200"
 plan "events?to_datetime=(mid-time)" "SELECT $EVENT_COLS $EVENTS_FROM AND e.generated <= $MID ORDER BY e.id DESC LIMIT 200"
-plan "events?traits=memory_mb>=4096 (int and float readings)" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int >= 4096 OR t.t_float >= 4096)) ORDER BY e.id DESC LIMIT 200"
-plan "events?traits=memory_mb<1024" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int < 1024 OR t.t_float < 1024)) ORDER BY e.id DESC LIMIT 200"
-plan "events?traits=memory_mb>512" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int > 512 OR t.t_float > 512)) ORDER BY e.id DESC LIMIT 200"
-plan "events?traits=memory_mb<=512" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int <= 512 OR t.t_float <= 512)) ORDER BY e.id DESC LIMIT 200"
+# memory_mb reads as int and float; the store first probes which columns hold
+# memory_mb at all (only t_int) and keeps that reading (SqlStore::stored_readings).
+plan "the probe of an untyped filter's readings" "SELECT 1, EXISTS (SELECT 1 FROM event_trait WHERE name = 'memory_mb' AND t_float IS NOT NULL), EXISTS (SELECT 1 FROM event_trait WHERE name = 'memory_mb' AND t_int IS NOT NULL)"
+plan "events?traits=memory_mb<1024 without that probe (both readings: as before issue 7)" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int < 1024 OR t.t_float < 1024)) ORDER BY e.id DESC LIMIT 200"
+plan "events?traits=memory_mb>=4096" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int >= 4096)) ORDER BY e.id DESC LIMIT 200"
+plan "events?traits=memory_mb<1024" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int < 1024)) ORDER BY e.id DESC LIMIT 200"
+plan "events?traits=memory_mb>512" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int > 512)) ORDER BY e.id DESC LIMIT 200"
+plan "events?traits=memory_mb<=512" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'memory_mb' AND (1 = 0 OR t.t_int <= 512)) ORDER BY e.id DESC LIMIT 200"
 plan "events?traits=state!=active" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'state' AND (1 = 0 OR t.t_string <> 'active')) ORDER BY e.id DESC LIMIT 200"
 plan "events?traits=launched_at>=(a datetime)" "SELECT $EVENT_COLS $EVENTS_FROM $TRAIT 'launched_at' AND (1 = 0 OR t.t_datetime >= $MID)) ORDER BY e.id DESC LIMIT 200"
 plan "events?event_name=compute.instance.update&traits=instance_id:(id)" "SELECT $EVENT_COLS $EVENTS_FROM AND et.name = 'compute.instance.update' $TRAIT 'instance_id' AND (1 = 0 OR t.t_string = '$IID')) ORDER BY e.id DESC LIMIT 200"

@@ -7,10 +7,15 @@
 #
 #   api/benches/run-api-bench.sh [--duration 20s] [--connections 16] [--threads 2]
 #                                [--plans] (also writes the EXPLAINs: explain-queries.sh)
+#                                [--no-load] (measure only: the built stv3-api, the loaded
+#                                 database and the id lists of an earlier run)
+#                                [--buffer-pool 6G] (MariaDB's InnoDB buffer pool for the
+#                                 run, as root over the socket, put back at the end; the
+#                                 default 128M holds 2 % of the 5.4 GB event_trait table)
 #
 # Environment: STV3_BENCH_API_DATABASE (default
 # mysql://stv3:stv3@127.0.0.1:3306/stv3_bench_api), CARGO_TARGET_DIR (default
-# ./target), STV3_BENCH_API_PORT (default 8000). wrk is installed from Debian's
+# ./target), STV3_BENCH_API_PORT (default 18080). wrk is installed from Debian's
 # packages when missing.
 set -euo pipefail
 
@@ -20,19 +25,23 @@ DURATION=20s
 CONNECTIONS=16
 THREADS=2
 PLANS=0
+LOAD=1
+POOL=
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --plans) PLANS=1; shift ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-load) LOAD=0; shift ;;
+    --buffer-pool) POOL=$2; shift 2 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 DB_URL=${STV3_BENCH_API_DATABASE:-mysql://stv3:stv3@127.0.0.1:3306/stv3_bench_api}
-PORT=${STV3_BENCH_API_PORT:-8000}
+PORT=${STV3_BENCH_API_PORT:-18080}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$TARGET/api-bench
 mkdir -p "$OUT"
@@ -46,16 +55,22 @@ fi
 
 case "$DB_URL" in mysql:* | mariadb:*) scripts/services.sh up mariadb ;; esac
 
-log "building stv3-api and the loader (release)"
-cargo build --release -q -p stv3-api --bin stv3-api
-cargo bench -q -p stv3-worker --bench api_dataset --no-run
-
-log "loading the dataset into $(printf '%s' "$DB_URL" | sed -E 's#//([^:]*):[^@]*@#//\1:***@#')"
-cargo bench -q -p stv3-worker --bench api_dataset -- --database "$DB_URL" --ids-out "$OUT/ids" \
-  | tee "$OUT/load.log"
+if [ "$LOAD" = 1 ]; then
+  log "building stv3-api and the loader (release)"
+  cargo build --release -q -p stv3-api --bin stv3-api
+  cargo bench -q -p stv3-worker --bench api_dataset --no-run
+  log "loading the dataset into $(printf '%s' "$DB_URL" | sed -E 's#//([^:]*):[^@]*@#//\1:***@#')"
+  cargo bench -q -p stv3-worker --bench api_dataset -- --database "$DB_URL" --ids-out "$OUT/ids" \
+    | tee "$OUT/load.log"
+fi
 grep '^dataset:' "$OUT/load.log" >"$OUT/dataset.txt" || true
 
-# The API, on loopback, until this script ends.
+# The API, on loopback, until this script ends; on a free port (else wrk would measure
+# whatever answers there).
+if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
+  log "127.0.0.1:$PORT is in use; set STV3_BENCH_API_PORT"
+  exit 1
+fi
 "$TARGET/release/stv3-api" --database "$DB_URL" --listen "127.0.0.1:$PORT" >"$OUT/api.log" 2>&1 &
 API_PID=$!
 trap 'kill "$API_PID" 2>/dev/null || true; wait "$API_PID" 2>/dev/null || true' EXIT
@@ -97,13 +112,22 @@ SCENARIOS=(
 )
 
 BASE="http://127.0.0.1:$PORT"
+if [ -n "$POOL" ]; then
+  root_sql() { mariadb --protocol=socket --socket=/run/mysqld/mysqld.sock -uroot -N -B -e "$1"; }
+  OLD_POOL=$(root_sql "SELECT @@innodb_buffer_pool_size")
+  log "InnoDB buffer pool $POOL for the run (was $OLD_POOL bytes)"
+  root_sql "SET GLOBAL innodb_buffer_pool_size = $(numfmt --from=iec "$POOL")"
+  trap 'kill "$API_PID" 2>/dev/null || true; wait "$API_PID" 2>/dev/null || true; root_sql "SET GLOBAL innodb_buffer_pool_size = $OLD_POOL" || true' EXIT
+  log "filling the pool: every instance's events once"
+  wrk -t2 -c8 -d40s -s api/benches/wrk/paths.lua "$BASE" -- "$P/events_by_instance" >/dev/null
+fi
 log "warming up"
 for s in "${SCENARIOS[@]}"; do
   wrk -t1 -c2 -d3s -s api/benches/wrk/paths.lua "$BASE" -- "$P/${s%%|*}" >/dev/null
 done
 
 {
-  echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, stv3-api on 127.0.0.1:$PORT over $(sed 's/^dataset: //' "$OUT/dataset.txt")"
+  echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, stv3-api on 127.0.0.1:$PORT over $(sed 's/^dataset: //' "$OUT/dataset.txt"), InnoDB buffer pool ${POOL:-as configured}"
   echo
   echo "| URL | requests/s | p50 | p99 | non-2xx |"
   echo "|---|---|---|---|---|"

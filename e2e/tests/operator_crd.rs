@@ -196,6 +196,17 @@ async fn region_crd_is_accepted_and_enforces_its_rules() -> Result<()> {
     expect_rejected(
         &api,
         &region(
+            "open-reads-protected",
+            json!({ "cells": [cell("a")], "database": managed_db(),
+                    "api": { "protectReads": true } }),
+        )?,
+        "protectReads without a token",
+        &["spec.api", "api.protectReads needs api.tokenSecretRef"],
+    )
+    .await?;
+    expect_rejected(
+        &api,
+        &region(
             "no-database",
             json!({ "cells": [cell("a")], "database": {} }),
         )?,

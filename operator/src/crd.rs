@@ -297,7 +297,8 @@ impl Default for PipelineWorkers {
 // ------------------------------------------------------------------ API
 
 /// The query API Deployment and its Service.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.protectReads) || !self.protectReads || has(self.tokenSecretRef)").message("api.protectReads needs api.tokenSecretRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiServer {
     /// How many API pods run.
@@ -314,6 +315,13 @@ pub struct ApiServer {
     /// CPU and memory requests and limits of an API container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// The Secret key holding the bearer token that `DELETE` and `PUT` (deleting and
+    /// resetting streams) require. Without it the API refuses those calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<TokenSecretRef>,
+    /// Require the token for read-only calls too (needs `tokenSecretRef`).
+    #[serde(default)]
+    pub protect_reads: bool,
 }
 
 impl Default for ApiServer {
@@ -323,8 +331,22 @@ impl Default for ApiServer {
             service_type: ServiceType::default(),
             port: default_api_port(),
             resources: None,
+            token_secret_ref: None,
+            protect_reads: false,
         }
     }
+}
+
+/// The key of a Secret, in the region's namespace, holding the API's bearer token.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenSecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key within the Secret.
+    #[serde(default = "default_token_key")]
+    pub key: String,
 }
 
 /// A Kubernetes Service type.
@@ -689,6 +711,9 @@ fn default_mysql_image() -> String {
 }
 fn default_storage_size() -> Quantity {
     Quantity("10Gi".into())
+}
+fn default_token_key() -> String {
+    "token".into()
 }
 fn default_url_key() -> String {
     "url".into()

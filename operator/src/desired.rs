@@ -36,6 +36,8 @@ pub const ENV_AMQP_USER: &str = "STV3_AMQP_USER";
 pub const ENV_AMQP_PASSWORD: &str = "STV3_AMQP_PASSWORD";
 /// The database URL, from the database Secret.
 pub const ENV_DATABASE_URL: &str = "STV3_DATABASE_URL";
+/// The API's bearer token, from `spec.api.tokenSecretRef`.
+pub const ENV_API_TOKEN: &str = "STV3_API_TOKEN";
 /// Where the region's config files are mounted.
 pub const REGION_CONFIG_DIR: &str = "/etc/stv3/region";
 /// Where the image keeps the default event definitions, triggers and pipelines (the
@@ -572,14 +574,31 @@ pub fn api_deployment(
     region_config: &BTreeMap<String, String>,
 ) -> Result<Deployment> {
     let (image, pull) = image(region, Component::Api);
+    let api = &region.spec.api;
+    let mut command = vec![
+        "stv3-api".to_string(),
+        "--config".into(),
+        format!("{REGION_CONFIG_DIR}/winchester.yaml"),
+        "--listen".into(),
+        format!("0.0.0.0:{API_CONTAINER_PORT}"),
+    ];
+    let mut env = vec![database_url_env(region)];
+    if let Some(token) = &api.token_secret_ref {
+        env.push(json!({ "name": ENV_API_TOKEN,
+            "valueFrom": { "secretKeyRef": { "name": token.name, "key": token.key } } }));
+        if api.protect_reads {
+            command.push("--protect-reads".into());
+        }
+    }
     let mut container = json!({
         "name": "api",
         "image": image,
         "imagePullPolicy": pull,
-        "command": ["stv3-api", "--config", format!("{REGION_CONFIG_DIR}/winchester.yaml"),
-                    "--listen", format!("0.0.0.0:{API_CONTAINER_PORT}")],
-        "env": [database_url_env(region)],
+        "command": command,
+        "env": env,
         "ports": [{ "name": "http", "containerPort": API_CONTAINER_PORT }],
+        "readinessProbe": { "httpGet": { "path": "/readyz", "port": "http" }, "periodSeconds": 10 },
+        "livenessProbe": { "httpGet": { "path": "/healthz", "port": "http" }, "periodSeconds": 20 },
         "volumeMounts": [{ "name": "region-config", "mountPath": REGION_CONFIG_DIR, "readOnly": true }],
         "securityContext": container_security_context(),
     });

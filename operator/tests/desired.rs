@@ -529,3 +529,41 @@ fn the_multicell_example_scales_on_the_backlog_with_keda() {
         "the external database's Secret, by reference"
     );
 }
+
+#[test]
+fn the_api_gets_its_token_from_a_secret_and_is_probed() {
+    let mut r = region();
+    r.spec.api.token_secret_ref = None;
+    let d = api_deployment(&r, &BTreeMap::new()).unwrap();
+    let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
+    assert!(
+        c.env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|e| e.name != "STV3_API_TOKEN"),
+        "no token configured: none passed"
+    );
+    let probe = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref().unwrap().http_get.as_ref().unwrap().path.clone()
+    };
+    assert_eq!(probe(&c.readiness_probe).as_deref(), Some("/readyz"));
+    assert_eq!(probe(&c.liveness_probe).as_deref(), Some("/healthz"));
+
+    r.spec.api.token_secret_ref = Some(operator::crd::TokenSecretRef {
+        name: "api-token".into(),
+        key: "token".into(),
+    });
+    r.spec.api.protect_reads = true;
+    let d = api_deployment(&r, &BTreeMap::new()).unwrap();
+    let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(
+        secret_env(c.env.as_ref().unwrap(), "STV3_API_TOKEN"),
+        ("api-token", "token")
+    );
+    assert!(c
+        .command
+        .as_ref()
+        .unwrap()
+        .contains(&"--protect-reads".to_string()));
+}

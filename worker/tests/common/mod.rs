@@ -10,7 +10,7 @@ use worker::event::{Event, TraitType, TraitValue};
 use worker::store::{
     stream_key, DistValue, DistinguishingTraits, EventQuery, Outcome, Page, ReadyKind, Route,
     Store, StoreError, StreamBookkeeping, StreamQuery, StreamRules, StreamState, TraitFilter,
-    TraitOp,
+    TraitMatch, TraitOp,
 };
 use worker::timex::TimeRange;
 
@@ -44,6 +44,7 @@ macro_rules! store_conformance {
             trim_events_oldest_first,
             find_and_count_streams,
             find_and_count_events,
+            untyped_trait_matches,
             reset_and_delete_streams,
         );
     };
@@ -1196,4 +1197,86 @@ pub async fn reset_and_delete_streams(store: Arc<dyn Store>) {
         store.count_streams(&StreamQuery::default()).await.unwrap(),
         2
     );
+}
+
+/// The API's untyped trait filters (`traits=size<8`): the value is read as int, float
+/// and text, and an event matches when the trait, in the type it was stored with,
+/// satisfies the comparison with the reading of that type. The store first drops the
+/// readings whose column never holds the trait (a plan choice); the results must not
+/// depend on it, whichever types a trait was stored with.
+pub async fn untyped_trait_matches(store: Arc<dyn Store>) {
+    let mk = |id: &str, value: TraitValue| {
+        let mut e = ev(id, "sized", secs(1), &[]);
+        e.traits.insert("size".into(), value);
+        e.traits.insert("count".into(), TraitValue::Int(3));
+        e
+    };
+    let events = vec![
+        mk("int5", TraitValue::Int(5)),
+        mk("float7", TraitValue::Float(7.5)),
+        mk("text9", TraitValue::Text("9".into())),
+        mk("int12", TraitValue::Int(12)),
+    ];
+    store.ingest(&events, &rules(), secs(0)).await.unwrap();
+    // As the API reads a value: as a number when it is one, as text for (in)equality.
+    let readings = |op: TraitOp, v: &str| -> Vec<TraitValue> {
+        let mut r = Vec::new();
+        if let Ok(i) = v.parse::<i64>() {
+            r.push(TraitValue::Int(i));
+        }
+        if let Ok(f) = v.parse::<f64>() {
+            r.push(TraitValue::Float(f));
+        }
+        if matches!(op, TraitOp::Eq | TraitOp::Ne) {
+            r.push(TraitValue::Text(v.to_string()));
+        }
+        r
+    };
+    let check = |name: &'static str, op: TraitOp, v: &'static str, expect: Vec<&'static str>| {
+        let store = store.clone();
+        let query = EventQuery {
+            trait_matches: vec![TraitMatch {
+                name: name.into(),
+                op,
+                values: readings(op, v),
+            }],
+            ..EventQuery::default()
+        };
+        async move {
+            let mut got: Vec<String> = store
+                .find_events(&query)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.event.message_id.clone())
+                .collect();
+            got.sort();
+            let mut expect: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+            expect.sort();
+            assert_eq!(got, expect, "{query:?}");
+            assert_eq!(
+                store.count_events(&query).await.unwrap(),
+                expect.len() as u64,
+                "{query:?}"
+            );
+        }
+    };
+    // size is stored as int, float and text: each event compared in its own type.
+    check("size", TraitOp::Lt, "8", vec!["int5", "float7"]).await;
+    // 7.5 has no int reading: int sizes are not compared with it.
+    check("size", TraitOp::Ge, "7.5", vec!["float7"]).await;
+    check("size", TraitOp::Eq, "9", vec!["text9"]).await;
+    check("size", TraitOp::Eq, "12", vec!["int12"]).await;
+    // count is only ever an int: the float and text readings are dropped, same answer.
+    check(
+        "count",
+        TraitOp::Le,
+        "3",
+        vec!["int5", "float7", "text9", "int12"],
+    )
+    .await;
+    check("count", TraitOp::Gt, "3", vec![]).await;
+    // A trait stored in none of the readings' columns, or not at all, matches nothing.
+    check("count", TraitOp::Eq, "three", vec![]).await;
+    check("missing", TraitOp::Lt, "8", vec![]).await;
 }
