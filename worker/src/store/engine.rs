@@ -164,7 +164,8 @@ fn op_sql(op: TraitOp) -> &'static str {
 /// million events); the outer join makes it walk `event` in id order and stop after
 /// `n`. A filter on `et.name` turns it back into an inner join, where starting from
 /// the one type is right. See `docs/query-plans.md`.
-fn push_event_filters<'a>(sql: &mut Sql<'a>, q: &'a EventQuery) {
+/// `eq_as_in`: [`Backend::TRAIT_EQUALITY_AS_IN`].
+fn push_event_filters<'a>(sql: &mut Sql<'a>, q: &'a EventQuery, eq_as_in: bool) {
     sql.push(" FROM event e LEFT JOIN event_type et ON et.id = e.event_type_id WHERE 1 = 1");
     if let Some(t) = q.from {
         sql.push(" AND e.generated > ").bind(micros(t));
@@ -175,24 +176,50 @@ fn push_event_filters<'a>(sql: &mut Sql<'a>, q: &'a EventQuery) {
     if let Some(name) = &q.event_type {
         sql.push(" AND et.name = ").bind(name.as_str());
     }
+    // The start of one trait filter's subquery; the caller adds `t.name = ?` and the
+    // value comparison, then the closing parenthesis.
+    let open = |sql: &mut Sql<'a>, op: TraitOp| {
+        if eq_as_in && op == TraitOp::Eq {
+            sql.push(" AND e.id IN (SELECT t.event_id FROM event_trait t WHERE t.name = ");
+        } else {
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM event_trait t WHERE t.event_id = e.id AND t.name = ",
+            );
+        }
+    };
     for f in &q.traits {
         let (col, arg) = trait_column(&f.value);
-        sql.push(" AND EXISTS (SELECT 1 FROM event_trait t WHERE t.event_id = e.id AND t.name = ")
-            .bind(f.name.as_str())
+        open(sql, f.op);
+        sql.bind(f.name.as_str())
             .push(&format!(" AND t.{col} {} ", op_sql(f.op)))
             .bind(arg)
             .push(")");
     }
     for m in &q.trait_matches {
-        sql.push(" AND EXISTS (SELECT 1 FROM event_trait t WHERE t.event_id = e.id AND t.name = ")
-            .bind(m.name.as_str())
-            .push(" AND (1 = 0");
-        for value in &m.values {
-            let (col, arg) = trait_column(value);
-            sql.push(&format!(" OR t.{col} {} ", op_sql(m.op)))
-                .bind(arg);
+        open(sql, m.op);
+        sql.bind(m.name.as_str());
+        match m.values.as_slice() {
+            // No reading: nothing matches.
+            [] => {
+                sql.push(" AND 1 = 0)");
+            }
+            // The common case (`instance_id:…`): a plain comparison the index serves.
+            [value] => {
+                let (col, arg) = trait_column(value);
+                sql.push(&format!(" AND t.{col} {} ", op_sql(m.op)))
+                    .bind(arg)
+                    .push(")");
+            }
+            values => {
+                sql.push(" AND (1 = 0");
+                for value in values {
+                    let (col, arg) = trait_column(value);
+                    sql.push(&format!(" OR t.{col} {} ", op_sql(m.op)))
+                        .bind(arg);
+                }
+                sql.push("))");
+            }
         }
-        sql.push("))");
     }
 }
 
@@ -670,7 +697,7 @@ impl<B: Backend> Store for SqlStore<B> {
         let typed = Self::stored_readings(&mut conn, query).await?;
         let query = typed.as_ref().unwrap_or(query);
         let mut sql = Sql::new(format!("SELECT {EVENT_COLS}"));
-        push_event_filters(&mut sql, query);
+        push_event_filters(&mut sql, query, B::TRAIT_EQUALITY_AS_IN);
         push_page(&mut sql, &query.page, "e.id");
         let heads = conn.fetch(&sql).await?;
         Self::load_events(&mut conn, heads).await
@@ -681,7 +708,7 @@ impl<B: Backend> Store for SqlStore<B> {
         let typed = Self::stored_readings(&mut conn, query).await?;
         let query = typed.as_ref().unwrap_or(query);
         let mut sql = Sql::new("SELECT COUNT(*)");
-        push_event_filters(&mut sql, query);
+        push_event_filters(&mut sql, query, B::TRAIT_EQUALITY_AS_IN);
         count_from(&conn.fetch(&sql).await?)
     }
 

@@ -52,6 +52,7 @@ impl Backend for MySqlBackend {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_UPDATE_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const RETURNING: bool = false;
+    const TRAIT_EQUALITY_AS_IN: bool = false;
 
     fn upsert_tail(_pk: &str, cols: &[&str]) -> String {
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();

@@ -51,6 +51,7 @@ impl Backend for SqliteBackend {
     const FOR_UPDATE: &'static str = "";
     const FOR_UPDATE_SKIP_LOCKED: &'static str = "";
     const RETURNING: bool = true;
+    const TRAIT_EQUALITY_AS_IN: bool = true;
 
     fn upsert_tail(pk: &str, cols: &[&str]) -> String {
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();
