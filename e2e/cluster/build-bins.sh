@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test control plane's binaries from Go modules (no third-party source in the
 # repo): kube-apiserver, kube-controller-manager, kube-scheduler, etcd, helm and
-# kwok, into
+# kwok, and for the real node kubelet, kube-proxy, kubectl, CoreDNS and metrics-server,
+# into
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/stv3/e2e-bin/<version-key>/
 # skipping each binary that is already there. Idempotent. Prints the bin dir last.
 #
@@ -89,6 +90,16 @@ build kube-apiserver "$CLUSTER_DIR" "$(k8s_ldflags)" k8s.io/kubernetes/cmd/kube-
 build kube-controller-manager "$CLUSTER_DIR" "$(k8s_ldflags)" k8s.io/kubernetes/cmd/kube-controller-manager
 # The scheduler binds pods to kwok's fake node, so Deployments become available.
 build kube-scheduler "$CLUSTER_DIR" "$(k8s_ldflags)" k8s.io/kubernetes/cmd/kube-scheduler
+# The real node: kubelet runs pods under containerd, kube-proxy gives Services their IPs.
+build kubelet "$CLUSTER_DIR" "$(k8s_ldflags)" k8s.io/kubernetes/cmd/kubelet
+build kube-proxy "$CLUSTER_DIR" "$(k8s_ldflags)" k8s.io/kubernetes/cmd/kube-proxy
+# kubectl of the same release (the machine's own, if any, may be older).
+build kubectl "$CLUSTER_DIR" "$(k8s_ldflags)" k8s.io/kubernetes/cmd/kubectl
+# Cluster DNS (coredns/main.go: no forward plugin) and metrics.k8s.io for the HPAs.
+build coredns "$CLUSTER_DIR/coredns" "-s -w" stv3.local/e2e-cluster/coredns
+build metrics-server "$CLUSTER_DIR/metrics-server" \
+  "-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=$METRICS_SERVER_VERSION" \
+  sigs.k8s.io/metrics-server/cmd/metrics-server
 build helm "$CLUSTER_DIR/helm" \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
   helm.sh/helm/v3/cmd/helm

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Stops the test control plane started by up.sh, by PID: TERM, then KILL after a timeout.
 # Fine when nothing runs. Keeps logs (.state/logs) and certs (.state/pki); removes etcd's
-# data so the next up.sh starts from an empty cluster.
+# data so the next up.sh starts from an empty cluster. The real node goes first, and
+# with it everything up.sh made on this machine (node.sh's node_down: processes,
+# containers, mounts, cgroups, the bridge, network namespaces, iptables rules, sysctls).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=node.sh
+source "$CLUSTER_DIR/node.sh"
+BIN_DIR="$(cat "$STATE_DIR/bin-dir" 2>/dev/null || true)"
 
 GRACE="${STV3_E2E_STOP_TIMEOUT:-15}"
 stopped=()
@@ -32,13 +37,15 @@ stop_group() {
       kill -KILL "${pids[i]}" 2>/dev/null || true
     fi
   done
-  for name in "$@"; do rm -f "$PID_DIR/$name.pid"; done
+  for name in "$@"; do rm -f "$PID_DIR/$name.pid" "$PID_DIR/$name.exe"; done
   if ((${#live[@]})); then
     log "stopped ${live[*]} in $((SECONDS - t0))s"
     stopped+=("${live[@]}")
   fi
 }
 
+# The real node (its pods are deleted through the API, so it goes before the apiserver).
+node_down
 # Clients of the apiserver first (together), then the apiserver, then etcd.
 stop_group kwok kube-scheduler kube-controller-manager
 stop_group kube-apiserver

@@ -108,6 +108,11 @@ pub struct Cell {
     /// Archive every raw notification of this cell with shoebox (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shoebox: Option<Shoebox>,
+
+    /// CPU and memory requests and limits of a collector container (absent: the
+    /// defaults in docs/operations.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// A RabbitMQ endpoint. Credentials are never written here: they come from a Secret.
@@ -237,8 +242,9 @@ pub struct PipelineWorkers {
     #[serde(default = "default_idle_delay")]
     #[schemars(range(min = 0, max = 3600))]
     pub idle_delay_seconds: i32,
-    /// CPU and memory requests and limits of a worker container. Set a CPU request:
-    /// the autoscaler's target is a percentage of it.
+    /// CPU and memory requests and limits of a worker container (absent: the defaults
+    /// in docs/operations.md). The autoscaler's target is a percentage of the CPU
+    /// request, so keep one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Other ways to scale the workers than CPU (absent: the CPU autoscaler).
@@ -312,7 +318,8 @@ pub struct ApiServer {
     #[serde(default = "default_api_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
-    /// CPU and memory requests and limits of an API container.
+    /// CPU and memory requests and limits of an API container (absent: the defaults in
+    /// docs/operations.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// The Secret key holding the bearer token that `DELETE` and `PUT` (deleting and
@@ -389,7 +396,8 @@ pub struct ManagedDatabase {
     /// The StorageClass of the data volume (the cluster's default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
-    /// CPU and memory requests and limits of the MySQL container.
+    /// CPU and memory requests and limits of the MySQL container (absent: the
+    /// defaults in docs/operations.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 }
@@ -625,6 +633,12 @@ pub struct CellStatus {
     pub replicas: i32,
     /// Collector pods ready.
     pub ready_replicas: i32,
+    /// The cell's own `Ready` condition: whether its collectors run, and if not why
+    /// (`CredentialsSecretMissing`, `CredentialsKeyMissing`, `CollectorsNotReady`). One
+    /// cell's problem leaves the other cells running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
 }
 
 /// Replica counts of a Deployment.

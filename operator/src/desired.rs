@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
@@ -66,6 +66,22 @@ pub enum Component {
 }
 
 impl Component {
+    /// The CPU and memory a container of this component requests when the region sets
+    /// no `resources` for it: room the scheduler reserves, and for the pipeline
+    /// workers the CPU request their autoscaler takes its percentage of (without one
+    /// a HorizontalPodAutoscaler cannot compute utilisation). Measured figures and
+    /// the table are in docs/operations.md. `None` for what runs no container.
+    pub fn default_requests(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Component::Yagi => Some(("100m", "64Mi")),
+            Component::PipelineWorker => Some(("100m", "64Mi")),
+            Component::Api => Some(("50m", "64Mi")),
+            Component::Database => Some(("250m", "256Mi")),
+            Component::Migration => Some(("50m", "32Mi")),
+            Component::Config => None,
+        }
+    }
+
     /// The label value (and object-name part).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -213,6 +229,16 @@ fn pod_settings(region: &StackTachRegion) -> serde_json::Map<String, Value> {
     };
     m.insert("securityContext".into(), sc);
     m
+}
+
+/// A container's `resources`: what the region gives, else `component`'s default
+/// requests (no limits: a default limit would throttle or kill a busy collector).
+fn resources(given: Option<&ResourceRequirements>, component: Component) -> Value {
+    match (given, component.default_requests()) {
+        (Some(r), _) => json!(r),
+        (None, Some((cpu, memory))) => json!({ "requests": { "cpu": cpu, "memory": memory } }),
+        (None, None) => json!({}),
+    }
 }
 
 fn container_security_context() -> Value {
@@ -471,6 +497,7 @@ pub fn cell_deployment(
             "readinessProbe": { "httpGet": { "path": "/readyz", "port": "metrics" }, "periodSeconds": 10 },
             "livenessProbe": { "httpGet": { "path": "/healthz", "port": "metrics" }, "periodSeconds": 20 },
             "volumeMounts": mounts,
+            "resources": resources(cell.resources.as_ref(), Component::Yagi),
             "securityContext": container_security_context(),
         }]),
     );
@@ -502,7 +529,7 @@ pub fn pipeline_worker_deployment(
     region_config: &BTreeMap<String, String>,
 ) -> Result<Deployment> {
     let (image, pull) = image(region, Component::PipelineWorker);
-    let mut container = json!({
+    let container = json!({
         "name": "pipeline-worker",
         "image": image,
         "imagePullPolicy": pull,
@@ -513,11 +540,9 @@ pub fn pipeline_worker_deployment(
         "readinessProbe": { "httpGet": { "path": "/readyz", "port": "metrics" }, "periodSeconds": 10 },
         "livenessProbe": { "httpGet": { "path": "/healthz", "port": "metrics" }, "periodSeconds": 20 },
         "volumeMounts": [{ "name": "region-config", "mountPath": REGION_CONFIG_DIR, "readOnly": true }],
+        "resources": resources(region.spec.pipeline_workers.resources.as_ref(), Component::PipelineWorker),
         "securityContext": container_security_context(),
     });
-    if let Some(r) = &region.spec.pipeline_workers.resources {
-        container["resources"] = json!(r);
-    }
     let mut pod = pod_settings(region);
     pod.insert("containers".into(), json!([container]));
     pod.insert(
@@ -568,6 +593,17 @@ pub fn pipeline_worker_hpa(region: &StackTachRegion) -> Result<HorizontalPodAuto
 /// The API's container port.
 pub const API_CONTAINER_PORT: i32 = 8000;
 
+/// Of the region's config files, those the API reads: `winchester.yaml` (its settings
+/// and the database); it loads no definitions, triggers or pipelines, so a change to
+/// those does not roll it.
+fn api_config(region_config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    region_config
+        .iter()
+        .filter(|(k, _)| k.as_str() == "winchester.yaml")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// `<region>-api` Deployment.
 pub fn api_deployment(
     region: &StackTachRegion,
@@ -590,7 +626,7 @@ pub fn api_deployment(
             command.push("--protect-reads".into());
         }
     }
-    let mut container = json!({
+    let container = json!({
         "name": "api",
         "image": image,
         "imagePullPolicy": pull,
@@ -600,11 +636,9 @@ pub fn api_deployment(
         "readinessProbe": { "httpGet": { "path": "/readyz", "port": "http" }, "periodSeconds": 10 },
         "livenessProbe": { "httpGet": { "path": "/healthz", "port": "http" }, "periodSeconds": 20 },
         "volumeMounts": [{ "name": "region-config", "mountPath": REGION_CONFIG_DIR, "readOnly": true }],
+        "resources": resources(region.spec.api.resources.as_ref(), Component::Api),
         "securityContext": container_security_context(),
     });
-    if let Some(r) = &region.spec.api.resources {
-        container["resources"] = json!(r);
-    }
     let mut pod = pod_settings(region);
     pod.insert("containers".into(), json!([container]));
     pod.insert(
@@ -620,7 +654,7 @@ pub fn api_deployment(
             "template": {
                 "metadata": {
                     "labels": labels(region, Component::Api, None),
-                    "annotations": { CONFIG_HASH_ANNOTATION: config_hash([region_config]) },
+                    "annotations": { CONFIG_HASH_ANNOTATION: config_hash([&api_config(region_config)]) },
                 },
                 "spec": pod,
             },
@@ -725,7 +759,7 @@ pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulS
     };
     let name = database_name(region);
     let secret = |env: &str, key: &str| json!({ "name": env, "valueFrom": { "secretKeyRef": { "name": name, "key": key } } });
-    let mut container = json!({
+    let container = json!({
         "name": "mysql",
         "image": m.image,
         "env": [
@@ -737,14 +771,12 @@ pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulS
         "ports": [{ "name": "mysql", "containerPort": MYSQL_PORT }],
         "readinessProbe": { "tcpSocket": { "port": "mysql" }, "periodSeconds": 5 },
         "volumeMounts": [{ "name": "data", "mountPath": "/var/lib/mysql" }],
+        "resources": resources(m.resources.as_ref(), Component::Database),
         "securityContext": {
             "allowPrivilegeEscalation": false,
             "capabilities": { "drop": ["ALL"] },
         },
     });
-    if let Some(r) = &m.resources {
-        container["resources"] = json!(r);
-    }
     let mut pod = pod_settings(region);
     if region.spec.pod.security_context.is_none() {
         // The official MySQL image's `mysql` user.
@@ -806,6 +838,7 @@ pub fn migration_job(region: &StackTachRegion) -> Result<Job> {
             // The URL comes from the environment (a Secret), never from the arguments.
             "command": ["stv3", "db", "upgrade"],
             "env": [database_url_env(region)],
+            "resources": resources(None, Component::Migration),
             "securityContext": container_security_context(),
         }]),
     );

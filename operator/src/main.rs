@@ -52,13 +52,21 @@ where
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,kube=warn".into()),
         )
-        .init();
-    // See Cargo.toml: two rustls providers are compiled in; pick kube's.
+        .with_writer(std::io::stderr);
+    // JSON lines in a container (the image sets STV3_LOG_FORMAT=json), text otherwise.
+    if std::env::var("STV3_LOG_FORMAT").as_deref() == Ok("json") {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
+    // Every TLS client in the process (kube's, lapin's through the worker) uses rustls
+    // on ring; installing it explicitly keeps a second provider, should a dependency
+    // ever bring one, from making rustls refuse to pick.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match run().await {
         Ok(code) => code,

@@ -42,6 +42,10 @@ const CONCURRENT_APPLIES: usize = 8;
 /// How often a region is looked at again when nothing happened.
 pub const RESYNC: Duration = Duration::from_secs(300);
 
+/// How soon a region is looked at again while a cell's credentials Secret is missing
+/// (the operator does not watch Secrets: it may read them, not list them).
+pub const RECHECK_CREDENTIALS: Duration = Duration::from_secs(20);
+
 /// Server-side applies `obj` (forcing: the operator owns what it applies).
 async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
 where
@@ -164,6 +168,79 @@ async fn reconcile_database(
             })
         }
     }
+}
+
+/// What keeps cells from running that their Deployments do not show: a credentials
+/// Secret that does not exist or lacks a key. By cell name; cells without a problem
+/// are absent. Each Secret is read once however many cells share it.
+async fn cell_credential_problems(
+    ctx: &Context,
+    ns: &str,
+    region: &StackTachRegion,
+) -> Result<std::collections::BTreeMap<String, ConditionUpdate>> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let names: BTreeSet<String> = region
+        .spec
+        .cells
+        .iter()
+        .map(|c| c.rabbitmq.credentials_secret_ref.name.clone())
+        .collect();
+    let reads: Vec<_> = names
+        .into_iter()
+        .map(|name| {
+            let secrets = secrets.clone();
+            async move {
+                let secret = secrets.get_opt(&name).await?;
+                Ok::<_, Error>((name, secret))
+            }
+        })
+        .collect();
+    let found: std::collections::BTreeMap<String, Option<Secret>> = futures::stream::iter(reads)
+        .buffered(CONCURRENT_APPLIES)
+        .try_collect()
+        .await?;
+    let mut problems = std::collections::BTreeMap::new();
+    for cell in &region.spec.cells {
+        let r = &cell.rabbitmq.credentials_secret_ref;
+        let update = match found.get(&r.name) {
+            Some(Some(secret)) => {
+                let has = |key: &str| {
+                    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+                        || secret
+                            .string_data
+                            .as_ref()
+                            .is_some_and(|d| d.contains_key(key))
+                };
+                let missing: Vec<&str> = [r.username_key.as_str(), r.password_key.as_str()]
+                    .into_iter()
+                    .filter(|k| !has(k))
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                ConditionUpdate::no(
+                    types::READY,
+                    "CredentialsKeyMissing",
+                    format!(
+                        "Secret {ns}/{} has no key {}: the collectors cannot start until it does",
+                        r.name,
+                        missing.join(" or ")
+                    ),
+                )
+            }
+            _ => ConditionUpdate::no(
+                types::READY,
+                "CredentialsSecretMissing",
+                format!(
+                    "Secret {ns}/{} (keys {} and {}) not found: create it with the cell's \
+                     RabbitMQ user and password; the collectors start once it exists",
+                    r.name, r.username_key, r.password_key
+                ),
+            ),
+        };
+        problems.insert(cell.name.clone(), update);
+    }
+    Ok(problems)
 }
 
 /// Deletes the ConfigMaps and Deployments of cells no longer in the spec.
@@ -627,8 +704,12 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     apply(ctx, &ns, &desired::api_service(region)?).await?;
     prune_removed_cells(ctx, &ns, region).await?;
 
-    let (cells, summary) = status::cell_statuses(region, &cell_deployments);
-    let cells_ready = cells.iter().all(|c| c.ready_replicas >= c.replicas);
+    let problems = cell_credential_problems(ctx, &ns, region).await?;
+    let previous_cells = std::mem::take(&mut st.cells);
+    let (cells, summary) =
+        status::cell_statuses(region, &cell_deployments, &problems, &previous_cells, &now);
+    let cells_ready = cells.iter().all(|c| c.ready_replicas >= c.replicas) && problems.is_empty();
+    let cell_problems = status::cell_problems(&cells);
     let api_status = api.as_ref().map(status::replica_status).unwrap_or_default();
     let api_ready = api_status.ready_replicas >= region.spec.api.replicas;
     st.cells = cells;
@@ -641,8 +722,12 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     );
     st.api_endpoint = Some(desired::api_endpoint(region));
     let ready = cells_ready && api_ready && db_ready && workers.is_some();
-    let message =
+    let mut message =
         format!("cells ready {summary}, API ready: {api_ready}, database ready: {db_ready}");
+    for p in &cell_problems {
+        message.push_str("; ");
+        message.push_str(p);
+    }
     if ready {
         set(
             &mut st,
@@ -670,10 +755,32 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
                 ConditionUpdate::yes(types::PROGRESSING, "WaitingForPods", message),
             );
         }
-        set(
-            &mut st,
-            ConditionUpdate::no(types::DEGRADED, "AsExpected", "no reconcile error"),
-        );
+        if cell_problems.is_empty() {
+            set(
+                &mut st,
+                ConditionUpdate::no(types::DEGRADED, "AsExpected", "no reconcile error"),
+            );
+        } else {
+            let message = cell_problems.join("; ");
+            let already = st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == types::DEGRADED && c.status == "True" && c.message == message);
+            if !already {
+                publish(
+                    ctx,
+                    region,
+                    EventType::Warning,
+                    "CellCredentials",
+                    message.clone(),
+                )
+                .await;
+            }
+            set(
+                &mut st,
+                ConditionUpdate::yes(types::DEGRADED, "CellCredentials", message),
+            );
+        }
     } else {
         if let Gate::Failed { job, reason } = &gate {
             let already = st
@@ -696,7 +803,11 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
         }
     }
     write_status(ctx, &ns, region, st).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(if problems.is_empty() {
+        RESYNC
+    } else {
+        RECHECK_CREDENTIALS
+    }))
 }
 
 /// Retries a failed reconcile after a pause.

@@ -2,7 +2,7 @@
 //! their status changes, per-cell replica counts, and which owned cell objects are left
 //! over after a cell was removed. Pure: `now` is an argument.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -127,10 +127,16 @@ pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
 }
 
 /// Each cell's collector replicas, from the Deployments that exist (a missing one
-/// counts as nothing ready), and the `ready/total` summary.
+/// counts as nothing ready), its `Ready` condition, and the `ready/total` summary.
+/// `problems` holds what keeps a cell from running that its replicas do not show
+/// (its credentials Secret missing), by cell name; `previous` is the status the region
+/// had, so that a cell's `lastTransitionTime` moves only when its condition flips.
 pub fn cell_statuses(
     region: &StackTachRegion,
     deployments: &[Deployment],
+    problems: &BTreeMap<String, ConditionUpdate>,
+    previous: &[CellStatus],
+    now: &Time,
 ) -> (Vec<CellStatus>, String) {
     let mut ready_cells = 0;
     let cells: Vec<CellStatus> = region
@@ -145,18 +151,53 @@ pub fn cell_statuses(
                 .and_then(|d| d.status.as_ref())
                 .and_then(|s| s.ready_replicas)
                 .unwrap_or(0);
-            if ready >= cell.yagi_replicas {
+            let update = match problems.get(&cell.name) {
+                Some(problem) => problem.clone(),
+                None if ready >= cell.yagi_replicas => ConditionUpdate::yes(
+                    types::READY,
+                    "CollectorsReady",
+                    format!("{ready}/{} collectors ready", cell.yagi_replicas),
+                ),
+                None => ConditionUpdate::no(
+                    types::READY,
+                    "CollectorsNotReady",
+                    format!("{ready}/{} collectors ready", cell.yagi_replicas),
+                ),
+            };
+            if update.status {
                 ready_cells += 1;
             }
+            let mut conditions = previous
+                .iter()
+                .find(|p| p.name == cell.name)
+                .map(|p| p.conditions.clone())
+                .unwrap_or_default();
+            set_condition(&mut conditions, update, region.metadata.generation, now);
             CellStatus {
                 name: cell.name.clone(),
                 replicas: cell.yagi_replicas,
                 ready_replicas: ready,
+                conditions,
             }
         })
         .collect();
     let summary = format!("{ready_cells}/{}", cells.len());
     (cells, summary)
+}
+
+/// The messages of the cells whose `Ready` condition is false for a reason other than
+/// pods still starting, as `cell <name>: <message>` (for the region's own conditions).
+pub fn cell_problems(cells: &[CellStatus]) -> Vec<String> {
+    cells
+        .iter()
+        .flat_map(|c| {
+            c.conditions
+                .iter()
+                .filter(|k| k.type_ == types::READY && k.status == "False")
+                .filter(|k| k.reason != "CollectorsNotReady")
+                .map(move |k| format!("cell {}: {}", c.name, k.message))
+        })
+        .collect()
 }
 
 /// A Deployment's replica counts.
@@ -256,18 +297,71 @@ mod tests {
             }))
             .unwrap()
         };
-        let (cells, summary) = cell_statuses(&r, &[deploy("r-yagi-a", 1), deploy("r-yagi-b", 1)]);
+        let none = BTreeMap::new();
+        let (cells, summary) = cell_statuses(
+            &r,
+            &[deploy("r-yagi-a", 1), deploy("r-yagi-b", 1)],
+            &none,
+            &[],
+            &at(100),
+        );
         assert_eq!(summary, "1/2");
         assert_eq!(
-            cells[1],
-            CellStatus {
-                name: "b".into(),
-                replicas: 2,
-                ready_replicas: 1
-            }
+            (
+                cells[1].name.as_str(),
+                cells[1].replicas,
+                cells[1].ready_replicas
+            ),
+            ("b", 2, 1)
         );
-        let (_, summary) = cell_statuses(&r, &[]);
+        let ready = |c: &CellStatus| {
+            let k = &c.conditions[0];
+            (k.type_.clone(), k.status.clone(), k.reason.clone())
+        };
+        assert_eq!(
+            ready(&cells[0]),
+            ("Ready".into(), "True".into(), "CollectorsReady".into())
+        );
+        assert_eq!(
+            ready(&cells[1]),
+            ("Ready".into(), "False".into(), "CollectorsNotReady".into())
+        );
+        assert!(
+            cell_problems(&cells).is_empty(),
+            "pods starting is no problem"
+        );
+        let (_, summary) = cell_statuses(&r, &[], &none, &[], &at(100));
         assert_eq!(summary, "0/2", "no Deployment yet: nothing ready");
+    }
+
+    #[test]
+    fn a_cell_with_a_problem_says_so_and_the_others_keep_their_state() {
+        let r = region();
+        let deploy = |name: &str, ready: i32| -> Deployment {
+            serde_json::from_value(json!({
+                "metadata": { "name": name }, "status": { "readyReplicas": ready }
+            }))
+            .unwrap()
+        };
+        let deployments = [deploy("r-yagi-a", 1), deploy("r-yagi-b", 2)];
+        let (before, _) = cell_statuses(&r, &deployments, &BTreeMap::new(), &[], &at(100));
+        let problems = BTreeMap::from([(
+            "b".to_string(),
+            ConditionUpdate::no(
+                types::READY,
+                "CredentialsSecretMissing",
+                "Secret s not found",
+            ),
+        )]);
+        let (cells, summary) = cell_statuses(&r, &deployments, &problems, &before, &at(200));
+        assert_eq!(summary, "1/2");
+        assert_eq!(
+            cells[0].conditions, before[0].conditions,
+            "cell a unchanged"
+        );
+        assert_eq!(cells[1].conditions[0].reason, "CredentialsSecretMissing");
+        assert_eq!(cells[1].conditions[0].last_transition_time, at(200));
+        assert_eq!(cell_problems(&cells), ["cell b: Secret s not found"]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         Ok(c) => c,
         Err(errors) => {
             // A bad configuration never starts a worker.
-            eprintln!("{errors}");
+            tracing::error!("bad winchester configuration: {errors}");
             return Ok(ExitCode::from(2));
         }
     };

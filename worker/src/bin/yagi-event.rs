@@ -1,8 +1,10 @@
 //! `yagi-event --config yagi.conf`: consumes notifications from RabbitMQ into the
 //! winchester engine (and the shoebox archive), as yagi's event worker did.
 //!
-//! A bad yagi.conf or winchester.yaml stops it at start-up (exit 2). SIGTERM finishes
-//! and acknowledges the batch in hand and exits 0.
+//! A bad yagi.conf or winchester.yaml stops it at start-up (exit 2). `/healthz` answers
+//! from the start, while it waits for the database and the broker (`/readyz` once it
+//! consumes), so a liveness probe never restarts a collector that is only waiting.
+//! SIGTERM finishes and acknowledges the batch in hand and exits 0.
 
 use anyhow::Result;
 use clap::Parser;
@@ -40,7 +42,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     let config = match load_yagi_config(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("yagi-event: bad configuration: {e}");
+            tracing::error!(config = %args.config.display(), "bad configuration: {e}");
             return Ok(ExitCode::from(2));
         }
     };
@@ -50,23 +52,14 @@ async fn run(args: Args) -> Result<ExitCode> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
 
-    let mut parts = EngineParts::default();
-    if let Some(path) = &config.winchester_config {
-        let wconfig = match load_config(path) {
-            Ok(c) => c,
-            Err(errors) => {
-                eprintln!("yagi-event: bad winchester configuration:\n{errors}");
-                return Ok(ExitCode::from(2));
-            }
-        };
-        for w in &wconfig.warnings {
-            tracing::warn!("{w}");
+    let wconfig = match config.winchester_config.as_deref().map(load_config) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(errors)) => {
+            tracing::error!("bad winchester configuration: {errors}");
+            return Ok(ExitCode::from(2));
         }
-        let Some(engine) = Engine::live(&wconfig, &shutdown).await? else {
-            return Ok(ExitCode::SUCCESS);
-        };
-        parts.manager = Some(engine.manager.clone());
-    }
+    };
     observe::serve(
         args.metrics_listen,
         Arc::new(registry),
@@ -75,10 +68,21 @@ async fn run(args: Args) -> Result<ExitCode> {
     )
     .await?;
 
+    let mut parts = EngineParts::default();
+    if let Some(wconfig) = &wconfig {
+        for w in &wconfig.warnings {
+            tracing::warn!("{w}");
+        }
+        let Some(engine) = Engine::live(wconfig, &shutdown).await? else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        parts.manager = Some(engine.manager.clone());
+    }
+
     match run_consumer(config, parts, metrics, health, shutdown).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
-            eprintln!("yagi-event: {e}");
+            tracing::error!("{e}");
             Ok(ExitCode::from(2))
         }
     }

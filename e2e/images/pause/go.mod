@@ -1,0 +1,3 @@
+module stv3.local/e2e-pause
+
+go 1.22
