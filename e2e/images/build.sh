@@ -44,13 +44,13 @@ begin() {
   fi
 }
 
-# debian_root DIR UID NAME HOME RUNDIR PACKAGES... : a minimal Debian root (essential
-# packages plus PACKAGES, no docs) as DIR/rootfs.tar, with the service user NAME made
-# uid/gid UID before the packages' maintainer scripts run (they then keep it), and HOME
-# (emptied of whatever the maintainer scripts put there) and RUNDIR owned by it.
+# debian_root DIR UID NAME HOME PACKAGES... : a minimal Debian root (essential packages
+# plus PACKAGES, no docs) as DIR/rootfs.tar, with the service user NAME made uid/gid UID
+# before the packages' maintainer scripts run (they then keep it), and HOME (emptied of
+# whatever the maintainer scripts put there) owned by it.
 debian_root() {
-  local dir=$1 uid=$2 user=$3 home=$4 rundir=$5
-  shift 5
+  local dir=$1 uid=$2 user=$3 home=$4
+  shift 4
   oci_apt_install mmdebstrap
   [[ -n $SOURCES ]] || oci_die "no apt sources found on this machine for mmdebstrap"
   local include
@@ -61,7 +61,7 @@ debian_root() {
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
     --essential-hook="echo '$user:x:$uid:$uid::$home:/usr/sbin/nologin' >>\"\$1/etc/passwd\"; echo '$user:x:$uid:' >>\"\$1/etc/group\"; echo '$user:!:19000::::::' >>\"\$1/etc/shadow\"" \
-    --customize-hook="rm -rf \"\$1$home\"; install -d -o $uid -g $uid \"\$1$home\" \"\$1$rundir\"" \
+    --customize-hook="rm -rf \"\$1$home\"; install -d -o $uid -g $uid \"\$1$home\"" \
     --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
     "$SUITE" "$dir/rootfs.tar" "$SOURCES" >&2 || oci_die "mmdebstrap failed for $*"
 }
@@ -88,13 +88,13 @@ fi
 if [[ ! -s $OUT/mariadb.oci.tar ]]; then
   begin
   mkdir -p "$WORK/mariadb"
-  debian_root "$WORK/mariadb" 999 mysql /var/lib/mysql /run/mysqld mariadb-server mariadb-client
+  debian_root "$WORK/mariadb" 999 mysql /var/lib/mysql mariadb-server mariadb-client
   image localhost/stv3-e2e/mariadb:test mariadb
 fi
 if [[ ! -s $OUT/rabbitmq.oci.tar ]]; then
   begin
   mkdir -p "$WORK/rabbitmq"
-  debian_root "$WORK/rabbitmq" 999 rabbitmq /var/lib/rabbitmq /run/rabbitmq rabbitmq-server
+  debian_root "$WORK/rabbitmq" 999 rabbitmq /var/lib/rabbitmq rabbitmq-server
   image localhost/stv3-e2e/rabbitmq:test rabbitmq
 fi
 echo "$OUT"

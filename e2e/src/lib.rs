@@ -6,6 +6,7 @@
 //! `e2e/cluster/.state/kubeconfig`. Every error names the component logs in
 //! `e2e/cluster/.state/logs/` so a failure can be traced to the server side.
 
+pub mod node;
 pub mod operator;
 
 use std::future::Future;

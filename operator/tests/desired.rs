@@ -204,6 +204,20 @@ fn a_config_change_rolls_exactly_the_deployments_that_use_it() {
         hash(pipeline_worker_deployment(&r, &before).unwrap()),
         hash(pipeline_worker_deployment(&r, &after).unwrap())
     );
+    // The API reads winchester.yaml only: triggers do not roll it, its settings do.
+    assert_eq!(
+        hash(api_deployment(&r, &before).unwrap()),
+        hash(api_deployment(&r, &after).unwrap()),
+        "a triggers.yaml change must not roll the API"
+    );
+    let mut settings = r.clone();
+    settings.spec.config.winchester.statistics_period_seconds += 1;
+    let settings_cfg = region_config_data(&settings, &files("[]"));
+    assert_ne!(
+        hash(api_deployment(&r, &before).unwrap()),
+        hash(api_deployment(&settings, &settings_cfg).unwrap()),
+        "a winchester.yaml change rolls the API"
+    );
 
     // A change to one cell leaves the others' hashes alone.
     let mut changed = r.clone();
@@ -566,4 +580,61 @@ fn the_api_gets_its_token_from_a_secret_and_is_probed() {
         .as_ref()
         .unwrap()
         .contains(&"--protect-reads".to_string()));
+}
+
+/// Every container the operator creates requests CPU and memory (the HPA computes
+/// utilisation from the CPU request), and what the region sets replaces the default.
+#[test]
+fn every_container_has_requests_and_the_region_can_replace_them() {
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+    let r = minimal();
+    let cfg = region_config_data(&r, &files("[]"));
+    let pod = |spec: Option<PodSpec>| spec.unwrap().containers;
+    let tmpl = |d: k8s_openapi::api::apps::v1::Deployment| pod(d.spec.unwrap().template.spec);
+    let mut containers: Vec<(&str, Vec<Container>)> = vec![
+        (
+            "yagi",
+            tmpl(cell_deployment(&r, &r.spec.cells[0], &cfg).unwrap()),
+        ),
+        (
+            "pipeline-worker",
+            tmpl(pipeline_worker_deployment(&r, &cfg).unwrap()),
+        ),
+        ("api", tmpl(api_deployment(&r, &cfg).unwrap())),
+        (
+            "migration",
+            pod(migration_job(&r).unwrap().spec.unwrap().template.spec),
+        ),
+    ];
+    containers.push((
+        "database",
+        pod(database_statefulset(&r)
+            .unwrap()
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec),
+    ));
+    for (what, cs) in &containers {
+        for c in cs {
+            let requests = c
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .unwrap_or_else(|| panic!("{what}: no requests"));
+            assert!(requests.contains_key("cpu"), "{what}: no CPU request");
+            assert!(requests.contains_key("memory"), "{what}: no memory request");
+        }
+    }
+    let mut custom = r.clone();
+    custom.spec.cells[0].resources =
+        Some(serde_json::from_value(serde_json::json!({ "requests": { "cpu": "1" } })).unwrap());
+    let c = &tmpl(cell_deployment(&custom, &custom.spec.cells[0], &cfg).unwrap())[0];
+    let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
+    assert_eq!(requests["cpu"].0, "1");
+    assert!(
+        !requests.contains_key("memory"),
+        "the region's resources replace the default"
+    );
 }

@@ -9,12 +9,15 @@
 set -euo pipefail
 DATADIR=/var/lib/mysql
 MARKER=$DATADIR/.stv3-e2e-initialised
+# Sockets and pid files in /tmp: the image's /run is not the uid's to write.
+RUN_DIR=/tmp/mysqld
 PORT=${MYSQL_TCP_PORT:-3306}
 log() { printf '[stv3-e2e-mariadb] %s\n' "$*" >&2; }
 
 [[ -n ${MYSQL_ROOT_PASSWORD:-} ]] || { log "MYSQL_ROOT_PASSWORD is not set"; exit 1; }
 if [[ -n ${MYSQL_USER:-} && -z ${MYSQL_PASSWORD:-} ]]; then log "MYSQL_USER is set without MYSQL_PASSWORD"; exit 1; fi
 [[ -w $DATADIR ]] || { log "$DATADIR is not writable by uid $(id -u)"; exit 1; }
+mkdir -p "$RUN_DIR"
 
 # sql_string VALUE : VALUE as a quoted SQL string literal.
 sql_string() {
@@ -31,8 +34,8 @@ initialise() {
   log "initialising the empty data directory $DATADIR"
   mariadb-install-db --datadir="$DATADIR" --skip-test-db --auth-root-authentication-method=normal \
     >/tmp/install-db.log 2>&1 || { cat /tmp/install-db.log >&2; exit 1; }
-  local sock=/run/mysqld/init.sock i
-  mariadbd --datadir="$DATADIR" --skip-networking --socket="$sock" --pid-file=/run/mysqld/init.pid \
+  local sock=$RUN_DIR/init.sock i
+  mariadbd --datadir="$DATADIR" --skip-networking --socket="$sock" --pid-file="$RUN_DIR/init.pid" \
     >/tmp/init-server.log 2>&1 &
   local pid=$!
   for ((i = 0; i < 120; i++)); do
@@ -40,9 +43,15 @@ initialise() {
     kill -0 "$pid" 2>/dev/null || { cat /tmp/init-server.log >&2; exit 1; }
     sleep 0.5
   done
+  # install-db also makes password-less accounts (root@127.0.0.1, root@::1,
+  # root@<hostname>, anonymous ones); only root@localhost and what is made below stay.
+  local extra
+  extra=$(mariadb --socket="$sock" -uroot -N -B -e \
+    "SELECT CONCAT('DROP USER ', QUOTE(User), '@', QUOTE(Host), ';') FROM mysql.user WHERE NOT (User = 'root' AND Host = 'localhost') AND User <> 'mariadb.sys'")
   local root sql
   root=$(sql_string "$MYSQL_ROOT_PASSWORD")
-  sql="ALTER USER 'root'@'localhost' IDENTIFIED BY $root;
+  sql="$extra
+ALTER USER 'root'@'localhost' IDENTIFIED BY $root;
 CREATE USER 'root'@'%' IDENTIFIED BY $root; GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
   if [[ -n ${MYSQL_DATABASE:-} ]]; then
     sql+=" CREATE DATABASE IF NOT EXISTS $(sql_ident "$MYSQL_DATABASE");"
@@ -66,4 +75,4 @@ else
   initialise
 fi
 exec mariadbd --datadir="$DATADIR" --bind-address=0.0.0.0 --port="$PORT" --skip-name-resolve \
-  --socket=/run/mysqld/mysqld.sock --pid-file=/run/mysqld/mysqld.pid
+  --socket="$RUN_DIR/mysqld.sock" --pid-file="$RUN_DIR/mysqld.pid"

@@ -498,15 +498,29 @@ pub async fn open_when_ready(
     url: &str,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<Arc<dyn Store>>, StoreError> {
+    // One warning while the database stays away the same way (repeats at debug).
+    let mut last_error: Option<String> = None;
     loop {
         let opened = match open(url).await {
             Ok(s) => s.migrate().await.map(|()| s),
             Err(e) => Err(e),
         };
         match opened {
-            Ok(s) => return Ok(Some(s)),
+            Ok(s) => {
+                if last_error.is_some() {
+                    tracing::info!(database = %redact_url(url), "database reachable");
+                }
+                return Ok(Some(s));
+            }
             Err(e) if e.is_transient() => {
-                tracing::warn!(database = %redact_url(url), error = %e, "database not reachable yet; retrying in 5s");
+                let text = e.to_string();
+                if last_error.as_deref() == Some(text.as_str()) {
+                    tracing::debug!(database = %redact_url(url), error = %e, "database not reachable yet; retrying in 5s");
+                } else {
+                    tracing::warn!(database = %redact_url(url), error = %e,
+                        "database not reachable yet; retrying every 5s (repeats at debug)");
+                    last_error = Some(text);
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}

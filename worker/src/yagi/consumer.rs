@@ -355,6 +355,9 @@ pub async fn consume_queue(ctx: QueueContext, shutdown: CancellationToken) {
     let max_pause = ctx.broker.reconnect_delay.max(first_pause);
     let mut pause = first_pause;
     let mut failed_before = false;
+    // The last failure logged: a broker that stays away is one error line, not one per
+    // retry; a different failure (or the connection coming back) is logged again.
+    let mut last_error: Option<String> = None;
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -370,8 +373,14 @@ pub async fn consume_queue(ctx: QueueContext, shutdown: CancellationToken) {
         let mut session = match opened {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(%queue, error = %e.0, retry_in = ?pause,
-                    "cannot consume; reconnecting");
+                if last_error.as_deref() == Some(e.0.as_str()) {
+                    tracing::debug!(%queue, error = %e.0, retry_in = ?pause,
+                        "cannot consume; reconnecting");
+                } else {
+                    tracing::error!(%queue, error = %e.0, retry_in = ?pause,
+                        "cannot consume; reconnecting (repeats of this error are logged at debug)");
+                    last_error = Some(e.0);
+                }
                 failed_before = true;
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -391,6 +400,7 @@ pub async fn consume_queue(ctx: QueueContext, shutdown: CancellationToken) {
             routing_key = %ctx.consumer.routing_key, "connection established");
         ctx.readiness.set_connected(ctx.index, true);
         pause = first_pause;
+        last_error = None;
         let outcome = run_session(&ctx, &mut session, &shutdown).await;
         ctx.readiness.set_connected(ctx.index, false);
         session.close().await;
