@@ -711,7 +711,9 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     let cells_ready = cells.iter().all(|c| c.ready_replicas >= c.replicas) && problems.is_empty();
     let cell_problems = status::cell_problems(&cells);
     let api_status = api.as_ref().map(status::replica_status).unwrap_or_default();
-    let api_ready = api_status.ready_replicas >= region.spec.api.replicas;
+    let api_ready = api_status.ready_replicas >= region.spec.api.replicas
+        && api.as_ref().is_some_and(status::rolled_out);
+    let workers_ready = workers.as_ref().is_some_and(status::rolled_out);
     st.cells = cells;
     st.cells_ready = Some(summary.clone());
     st.pipeline_workers = Some(
@@ -721,9 +723,11 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
             .unwrap_or_default(),
     );
     st.api_endpoint = Some(desired::api_endpoint(region));
-    let ready = cells_ready && api_ready && db_ready && workers.is_some();
-    let mut message =
-        format!("cells ready {summary}, API ready: {api_ready}, database ready: {db_ready}");
+    let ready = cells_ready && api_ready && db_ready && workers_ready;
+    let mut message = format!(
+        "cells ready {summary}, API ready: {api_ready}, pipeline workers ready: {workers_ready}, \
+         database ready: {db_ready}"
+    );
     for p in &cell_problems {
         message.push_str("; ");
         message.push_str(p);

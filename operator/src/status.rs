@@ -145,15 +145,17 @@ pub fn cell_statuses(
         .iter()
         .map(|cell| {
             let name = yagi_name(region, &cell.name);
-            let ready = deployments
+            let deployment = deployments
                 .iter()
-                .find(|d| d.metadata.name.as_deref() == Some(name.as_str()))
+                .find(|d| d.metadata.name.as_deref() == Some(name.as_str()));
+            let ready = deployment
                 .and_then(|d| d.status.as_ref())
                 .and_then(|s| s.ready_replicas)
                 .unwrap_or(0);
+            let current = deployment.is_some_and(rolled_out);
             let update = match problems.get(&cell.name) {
                 Some(problem) => problem.clone(),
-                None if ready >= cell.yagi_replicas => ConditionUpdate::yes(
+                None if ready >= cell.yagi_replicas && current => ConditionUpdate::yes(
                     types::READY,
                     "CollectorsReady",
                     format!("{ready}/{} collectors ready", cell.yagi_replicas),
@@ -161,7 +163,14 @@ pub fn cell_statuses(
                 None => ConditionUpdate::no(
                     types::READY,
                     "CollectorsNotReady",
-                    format!("{ready}/{} collectors ready", cell.yagi_replicas),
+                    if ready >= cell.yagi_replicas {
+                        format!(
+                            "{ready}/{} collectors ready, rolling out",
+                            cell.yagi_replicas
+                        )
+                    } else {
+                        format!("{ready}/{} collectors ready", cell.yagi_replicas)
+                    },
                 ),
             };
             if update.status {
@@ -198,6 +207,22 @@ pub fn cell_problems(cells: &[CellStatus]) -> Vec<String> {
                 .map(move |k| format!("cell {}: {}", c.name, k.message))
         })
         .collect()
+}
+
+/// Whether a Deployment runs its current pod template everywhere: its controller has
+/// seen the latest spec, every wanted replica is of that template and ready, and no pod
+/// of an older template is left. Ready replicas alone would call a rollout done while
+/// the old pods still serve.
+pub fn rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(s) = d.status.as_ref() else {
+        return false;
+    };
+    let updated = s.updated_replicas.unwrap_or(0);
+    s.observed_generation >= d.metadata.generation
+        && updated >= want
+        && s.replicas.unwrap_or(0) <= updated
+        && s.ready_replicas.unwrap_or(0) >= want
 }
 
 /// A Deployment's replica counts.
@@ -293,7 +318,10 @@ mod tests {
         let r = region();
         let deploy = |name: &str, ready: i32| -> Deployment {
             serde_json::from_value(json!({
-                "metadata": { "name": name }, "status": { "readyReplicas": ready }
+                "metadata": { "name": name, "generation": 2 },
+                "spec": { "replicas": ready, "selector": {}, "template": {} },
+                "status": { "readyReplicas": ready, "replicas": ready, "updatedReplicas": ready,
+                            "observedGeneration": 2 }
             }))
             .unwrap()
         };
@@ -339,7 +367,10 @@ mod tests {
         let r = region();
         let deploy = |name: &str, ready: i32| -> Deployment {
             serde_json::from_value(json!({
-                "metadata": { "name": name }, "status": { "readyReplicas": ready }
+                "metadata": { "name": name, "generation": 1 },
+                "spec": { "replicas": ready, "selector": {}, "template": {} },
+                "status": { "readyReplicas": ready, "replicas": ready, "updatedReplicas": ready,
+                            "observedGeneration": 1 }
             }))
             .unwrap()
         };
@@ -362,6 +393,31 @@ mod tests {
         assert_eq!(cells[1].conditions[0].reason, "CredentialsSecretMissing");
         assert_eq!(cells[1].conditions[0].last_transition_time, at(200));
         assert_eq!(cell_problems(&cells), ["cell b: Secret s not found"]);
+    }
+
+    #[test]
+    fn a_rollout_is_done_when_no_old_pod_is_left() {
+        let d = |generation: i64,
+                 observed: i64,
+                 replicas: i32,
+                 updated: i32,
+                 ready: i32|
+         -> Deployment {
+            serde_json::from_value(json!({
+                "metadata": { "name": "d", "generation": generation },
+                "spec": { "replicas": 1, "selector": {}, "template": {} },
+                "status": { "observedGeneration": observed, "replicas": replicas,
+                            "updatedReplicas": updated, "readyReplicas": ready }
+            }))
+            .unwrap()
+        };
+        assert!(rolled_out(&d(3, 3, 1, 1, 1)));
+        assert!(!rolled_out(&d(3, 2, 1, 1, 1)), "the new spec not seen yet");
+        assert!(
+            !rolled_out(&d(3, 3, 2, 1, 2)),
+            "an old pod still runs beside the new one"
+        );
+        assert!(!rolled_out(&d(3, 3, 1, 1, 0)), "the new pod is not ready");
     }
 
     #[test]
