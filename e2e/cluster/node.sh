@@ -218,6 +218,7 @@ node_metrics_server_up() {
     --authentication-kubeconfig "$STATE_DIR/metrics-server.kubeconfig" \
     --authorization-kubeconfig "$STATE_DIR/metrics-server.kubeconfig" \
     --kubelet-preferred-address-types InternalIP --kubelet-certificate-authority "$PKI_DIR/ca.crt" \
+    --kubelet-use-node-status-port --node-selector "$NODE_TAINT_KEY=true" \
     --metric-resolution 10s --kubelet-request-timeout 5s --profiling=false
   ms_ok() { curl -sS --max-time 2 --cacert "$PKI_DIR/ca.crt" "https://$NODE_IP:$METRICS_SERVER_PORT/livez" >/dev/null 2>&1; }
   wait_for metrics-server "metrics-server live" ms_ok

@@ -367,3 +367,25 @@ pub fn quincy_count(body: &str) -> Result<u64> {
         .and_then(Value::as_u64)
         .with_context(|| format!("no count in {body}"))
 }
+
+/// Midnight UTC `days` days ago, as RFC 3339: a simulated start for notigen old enough
+/// that every stream of its first day is ready at once (fired by its .exists, or expired
+/// at last + 2 days).
+pub fn days_ago_midnight(days: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let day = (now / 86400).saturating_sub(days) as i64;
+    // The civil date of a day number (Howard Hinnant's days-to-civil).
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
+}

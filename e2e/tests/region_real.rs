@@ -387,25 +387,6 @@ fn cell_condition(r: &StackTachRegion, cell: &str) -> Option<(String, String, St
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-fn four_days_ago_midnight() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let day = now / 86400 - 4;
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = day as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T00:00:00Z")
-}
-
 /// Deployments' pod-template images, by name.
 async fn deployment_images(client: &Client, ns: &str) -> Result<BTreeMap<String, String>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
@@ -433,7 +414,7 @@ async fn a_region_really_runs() -> Result<()> {
     let mut s = Scenario {
         client: client.clone(),
         ns: ns.name.clone(),
-        start: four_days_ago_midnight(),
+        start: node::days_ago_midnight(4),
         expected: 0,
     };
     let result = run(&mut s).await;
