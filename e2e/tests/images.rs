@@ -534,6 +534,7 @@ fn images_dir() -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs ./build.sh -p's images (dist/images); ./build.sh -t runs it with the e2e tests"]
 fn the_daemonless_images_are_laid_out_as_the_dockerfiles_say() -> Result<()> {
     let version = node::VERSION;
     for (dockerfile, archive, programs) in [
@@ -623,6 +624,7 @@ fn the_daemonless_images_are_laid_out_as_the_dockerfiles_say() -> Result<()> {
 // ------------------------------------------------------------------ the product's images
 
 #[test]
+#[ignore = "needs the test cluster with its real node: e2e/cluster/up.sh, then cargo test -p stv3-e2e -- --include-ignored"]
 fn the_stv3_image_runs_a_region_and_the_operator_image_answers() -> Result<()> {
     block(node::require_node(&block(stv3_e2e::admin_client())?))?;
     let image = node::stv3_image();
@@ -836,6 +838,7 @@ fn the_stv3_image_runs_a_region_and_the_operator_image_answers() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs the test cluster with its real node: e2e/cluster/up.sh, then cargo test -p stv3-e2e -- --include-ignored"]
 fn bad_input_makes_a_container_exit_or_wait_with_one_clear_line() -> Result<()> {
     block(node::require_node(&block(stv3_e2e::admin_client())?))?;
     let image = node::stv3_image();
@@ -969,6 +972,7 @@ fn bad_input_makes_a_container_exit_or_wait_with_one_clear_line() -> Result<()> 
 // ------------------------------------------------------------------ the test images
 
 #[test]
+#[ignore = "needs the test cluster with its real node: e2e/cluster/up.sh, then cargo test -p stv3-e2e -- --include-ignored"]
 fn the_test_images_start_and_answer() -> Result<()> {
     block(node::require_node(&block(stv3_e2e::admin_client())?))?;
 
