@@ -8,7 +8,8 @@
 #   ./build.sh -t         install and start what the tests need, then run them all
 #   ./build.sh -t --no-e2e  the same without the Kubernetes end-to-end tests (local use only;
 #                           CI never skips them)
-#   ./build.sh -p         build release binaries and package them under dist/
+#   ./build.sh -p         build release binaries and package them under dist/, and the
+#                         two images as OCI archives under dist/images/ (no daemon)
 #   ./build.sh -h         this help
 set -euo pipefail
 
@@ -120,15 +121,25 @@ run_tests() {
   fi
 }
 
-# The Kubernetes end-to-end tests: control-plane binaries built from Go modules (once,
-# then cached outside the repo), a cluster of plain processes on loopback, the e2e
-# crate's tests, and the cluster stopped again even when they fail.
+# The Kubernetes end-to-end tests: control-plane and node binaries built from Go modules
+# (once, then cached outside the repo), the product's images (as ./build.sh -p makes
+# them) and the tests' own images, three up/down cycles that must leave nothing behind,
+# then a cluster of plain processes with one real node, the e2e crate's tests, and the
+# cluster stopped again even when they fail.
 run_e2e() {
   command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
   command -v go >/dev/null 2>&1 || { echo "build.sh: Go is needed to build the test control plane" >&2; exit 1; }
-  log "e2e: control-plane binaries (built once, then cached)"
+  log "e2e: control-plane and node binaries (built once, then cached)"
   e2e/cluster/build-bins.sh
+  log "e2e: the product's images (release binaries, scripts/images.sh)"
+  build_images
+  log "e2e: the tests' images (e2e/images/build.sh: pause, MariaDB, RabbitMQ; cached)"
+  e2e/images/build.sh
   trap 'log "e2e: stopping the control plane"; e2e/cluster/down.sh || true' EXIT
+  # A cluster left over from an interrupted run would fail the cycle test's first check.
+  e2e/cluster/down.sh >/dev/null 2>&1 || true
+  log "e2e: three up/down cycles leave nothing behind"
+  e2e/cluster/cycle-test.sh 3
   log "e2e: starting the control plane"
   e2e/cluster/up.sh
   log "e2e: cargo test -p stv3-e2e"
@@ -136,10 +147,17 @@ run_e2e() {
     cargo test -p stv3-e2e -- --include-ignored
 }
 
-package() {
-  ensure_rust
+# Release binaries and the two OCI image archives in dist/images/ (scripts/images.sh).
+build_images() {
   log "building release binaries"
   cargo build --release --workspace --bins
+  log "building the images (buildah, no daemon, nothing pulled)"
+  scripts/images.sh
+}
+
+package() {
+  ensure_rust
+  build_images
   local version dist
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
   dist=dist/stv3-$version-$(uname -m)-linux

@@ -440,6 +440,19 @@ async fn a_region_really_runs() -> Result<()> {
             return result;
         }
     }
+    // Where everything ran, kept in the logs for the record (the namespace goes).
+    let listing: Vec<String> = [
+        &["get", "nodes", "-o", "wide"][..],
+        &["get", "pods", "-A", "-o", "wide"][..],
+    ]
+    .iter()
+    .filter_map(|args| node::kubectl(args).ok())
+    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+    .collect();
+    let _ = std::fs::write(
+        stv3_e2e::state_dir().join("logs/region-real-pods.txt"),
+        listing.join("\n"),
+    );
     // The namespace goes either way: its pods hold the real node's CPU requests.
     ns.delete().await?;
     result

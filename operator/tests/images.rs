@@ -130,3 +130,40 @@ fn the_operator_image_runs_the_operator() {
     let values = read("charts/stacktach-operator/values.yaml");
     assert!(values.contains("repository: ghcr.io/stacktach/stv3-operator"));
 }
+
+/// The daemonless build (scripts/images.sh) puts exactly the binaries each Dockerfile
+/// copies into its image: it reuses the Dockerfiles' final stages, and only the list of
+/// binaries to take from target/release is its own.
+#[test]
+fn the_daemonless_build_takes_the_binaries_the_dockerfiles_copy() {
+    let script = read("scripts/images.sh");
+    for (dockerfile, image) in [
+        ("worker/Dockerfile", "stv3"),
+        ("operator/Dockerfile", "stv3-operator"),
+    ] {
+        let text = read(dockerfile);
+        let mut copied: Vec<String> = text
+            .split("target/release/")
+            .skip(1)
+            .filter_map(|s| s.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        copied.sort();
+        let line = script
+            .lines()
+            .find(|l| l.starts_with(&format!("build_image \"$REGISTRY/{image}\" {dockerfile} ")))
+            .unwrap_or_else(|| {
+                panic!("scripts/images.sh does not build {image} from {dockerfile}")
+            });
+        let mut built: Vec<String> = line
+            .split_whitespace()
+            .skip(3)
+            .map(str::to_string)
+            .collect();
+        built.sort();
+        assert_eq!(
+            built, copied,
+            "{image}: scripts/images.sh and {dockerfile} disagree"
+        );
+    }
+}
