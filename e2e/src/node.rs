@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
-use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -254,15 +254,9 @@ pub fn container(name: &str, image: &str, command: &[&str], env: Value) -> Value
     })
 }
 
-/// Runs a Job of one container on the real node, waits for it to succeed, and
-/// returns its pod's log. A failed Job is an error carrying that log.
-pub async fn run_job(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    container: Value,
-    timeout: Duration,
-) -> Result<String> {
+/// Creates a Job of one container on the real node (no retries: a failure is the
+/// test's to see).
+pub async fn start_job(client: &Client, ns: &str, name: &str, container: Value) -> Result<()> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let mut spec = pin();
     spec["restartPolicy"] = json!("Never");
@@ -275,9 +269,15 @@ pub async fn run_job(
     jobs.create(&PostParams::default(), &job)
         .await
         .with_context(|| format!("creating Job {ns}/{name}"))?;
+    Ok(())
+}
+
+/// Waits for a Job to succeed and returns its pod's log; a failed Job is an error
+/// carrying that log.
+pub async fn wait_job(client: &Client, ns: &str, name: &str, timeout: Duration) -> Result<String> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let outcome = wait_for(&format!("Job {ns}/{name} to finish"), timeout, || async {
-        let j = jobs.get(name).await?;
-        let s = j.status.unwrap_or_default();
+        let s = jobs.get(name).await?.status.unwrap_or_default();
         Ok(if s.succeeded.unwrap_or(0) > 0 {
             Some(true)
         } else if s.failed.unwrap_or(0) > 0 {
@@ -298,11 +298,16 @@ pub async fn run_job(
     Ok(log)
 }
 
-/// Deletes a Job and its pods (foreground), not waiting.
-pub async fn delete_job(client: &Client, ns: &str, name: &str) -> Result<()> {
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let _ = jobs.delete(name, &DeleteParams::foreground()).await;
-    Ok(())
+/// [`start_job`], then [`wait_job`].
+pub async fn run_job(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    container: Value,
+    timeout: Duration,
+) -> Result<String> {
+    start_job(client, ns, name, container).await?;
+    wait_job(client, ns, name, timeout).await
 }
 
 /// A Service's `<cluster IP>:<port>`, reachable from the host through kube-proxy.

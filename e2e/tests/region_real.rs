@@ -29,6 +29,7 @@ use stv3_e2e::node::{
     self, container, http_get, pin, pod_identities, pod_ready, pods, quincy_count, run_job,
     wait_pods_ready, NODE,
 };
+use stv3_e2e::operator::condition;
 use stv3_e2e::{admin_client, helm, wait_for, TestNamespace};
 
 const REGION: &str = "real";
@@ -270,50 +271,15 @@ impl Scenario {
         command.extend(args.iter().map(String::as_str));
         let name = format!("publish-{cell}-{seed}");
         let c = container("notigen", &node::stv3_image(), &command, env);
-        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
-        let mut spec = pin();
-        spec["restartPolicy"] = json!("Never");
-        spec["containers"] = json!([c]);
-        let job: Job = serde_json::from_value(json!({
-            "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": name },
-            "spec": { "backoffLimit": 0, "template": { "metadata": { "labels": { "job-name": name } }, "spec": spec } },
-        }))?;
-        jobs.create(&PostParams::default(), &job).await?;
+        node::start_job(&self.client, &self.ns, &name, c).await?;
         self.expected += kept;
         Ok((name, kept))
     }
 
     async fn wait_job(&self, name: &str, timeout: Duration) -> Result<()> {
-        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
-        let ok = wait_for(&format!("Job {name}"), timeout, || async {
-            let s = jobs.get(name).await?.status.unwrap_or_default();
-            Ok(if s.succeeded.unwrap_or(0) > 0 {
-                Some(true)
-            } else if s.failed.unwrap_or(0) > 0 {
-                Some(false)
-            } else {
-                None
-            })
-        })
-        .await?;
-        if !ok {
-            let log = match pods(&self.client, &self.ns, &format!("job-name={name}"))
-                .await?
-                .first()
-            {
-                Some(p) => {
-                    node::pod_log(
-                        &self.client,
-                        &self.ns,
-                        p.metadata.name.as_deref().unwrap_or_default(),
-                    )
-                    .await?
-                }
-                None => "(no pod)".into(),
-            };
-            anyhow::bail!("Job {name} failed:\n{log}");
-        }
-        Ok(())
+        node::wait_job(&self.client, &self.ns, name, timeout)
+            .await
+            .map(|_| ())
     }
 
     async fn publish(&mut self, cell: &str, seed: u64, instances: u32) -> Result<u64> {
@@ -371,15 +337,6 @@ impl Scenario {
         }
         Ok(sum)
     }
-}
-
-fn condition(r: &StackTachRegion, type_: &str) -> Option<(String, String, String)> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 fn cell_condition(r: &StackTachRegion, cell: &str) -> Option<(String, String, String)> {
@@ -713,43 +670,58 @@ async fn notifications_arrive_once_and_streams_fire(s: &mut Scenario) -> Result<
     Ok(())
 }
 
-async fn a_yagi_pod_deleted_mid_publish_loses_nothing(s: &mut Scenario) -> Result<()> {
-    let (job, _) = s.start_publish("cell1", 3, 40, Some(300)).await?;
-    wait_pods_ready(
-        &s.client,
-        &s.ns,
-        &format!("job-name={job}"),
-        1,
+/// Publishes a rate-limited batch into `cell` and deletes `victim` (a pod, by name or,
+/// with a `=`, the first pod of that label selector) while it runs; then waits for the
+/// pods of `replaced` to be Ready again and for every event, exactly once.
+async fn publish_while_deleting(
+    s: &mut Scenario,
+    cell: &str,
+    seed: u64,
+    victim: &str,
+    replaced: &str,
+    what: &str,
+) -> Result<()> {
+    // About 1,700 notifications at 300/s: the deletion lands a few seconds into them.
+    let (job, _) = s.start_publish(cell, seed, 40, Some(300)).await?;
+    wait_for(
+        "the publishing pod to run",
         Duration::from_secs(60),
-    )
-    .await
-    .or_else(|_| Ok::<_, anyhow::Error>(vec![]))?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let yagi = pods(
-        &s.client,
-        &s.ns,
-        &format!("{REGION_PODS},stacktach.io/cell=cell1"),
+        || async {
+            let running = pods(&s.client, &s.ns, &format!("job-name={job}"))
+                .await?
+                .iter()
+                .any(|p| p.status.as_ref().and_then(|st| st.phase.as_deref()) == Some("Running"));
+            Ok(running.then_some(()))
+        },
     )
     .await?;
-    let victim = yagi
-        .first()
-        .and_then(|p| p.metadata.name.clone())
-        .context("no cell1 yagi pod")?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let victim = if victim.contains('=') {
+        pods(&s.client, &s.ns, victim)
+            .await?
+            .first()
+            .and_then(|p| p.metadata.name.clone())
+            .with_context(|| format!("no pod {victim}"))?
+    } else {
+        victim.to_string()
+    };
     Api::<Pod>::namespaced(s.client.clone(), &s.ns)
         .delete(&victim, &DeleteParams::default())
         .await?;
     s.wait_job(&job, Duration::from_secs(120)).await?;
-    wait_pods_ready(
-        &s.client,
-        &s.ns,
-        &format!("{REGION_PODS},stacktach.io/cell=cell1"),
-        1,
-        Duration::from_secs(90),
-    )
-    .await?;
-    s.wait_count(
+    wait_pods_ready(&s.client, &s.ns, replaced, 1, Duration::from_secs(180)).await?;
+    s.wait_count(what, Duration::from_secs(180)).await
+}
+
+async fn a_yagi_pod_deleted_mid_publish_loses_nothing(s: &mut Scenario) -> Result<()> {
+    let cell1 = format!("{REGION_PODS},stacktach.io/cell=cell1");
+    publish_while_deleting(
+        s,
+        "cell1",
+        3,
+        &cell1,
+        &cell1,
         "every event after a yagi pod was deleted mid-publish",
-        Duration::from_secs(120),
     )
     .await
 }
@@ -758,23 +730,13 @@ async fn the_database_pod_deleted_mid_publish_loses_nothing(s: &mut Scenario) ->
     let yagi_sel = format!("{REGION_PODS},app.kubernetes.io/component=yagi");
     let before = pod_identities(&s.client, &s.ns, &yagi_sel).await?;
     let dead_before = s.yagi_metric("yagi_messages_dead_lettered_total").await?;
-    let (job, _) = s.start_publish("cell2", 4, 40, Some(300)).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    Api::<Pod>::namespaced(s.client.clone(), &s.ns)
-        .delete(&format!("{REGION}-db-0"), &DeleteParams::default())
-        .await?;
-    s.wait_job(&job, Duration::from_secs(120)).await?;
-    wait_pods_ready(
-        &s.client,
-        &s.ns,
+    publish_while_deleting(
+        s,
+        "cell2",
+        4,
+        &format!("{REGION}-db-0"),
         &format!("{REGION_PODS},app.kubernetes.io/component=database"),
-        1,
-        Duration::from_secs(180),
-    )
-    .await?;
-    s.wait_count(
         "every event after the database pod was deleted mid-publish",
-        Duration::from_secs(180),
     )
     .await?;
     ensure!(

@@ -708,7 +708,9 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     let previous_cells = std::mem::take(&mut st.cells);
     let (cells, summary) =
         status::cell_statuses(region, &cell_deployments, &problems, &previous_cells, &now);
-    let cells_ready = cells.iter().all(|c| c.ready_replicas >= c.replicas) && problems.is_empty();
+    // A cell is ready when its own condition says so: replicas ready, rolled out, and
+    // nothing (such as a missing Secret) wrong with it.
+    let cells_ready = cells.iter().all(status::cell_ready);
     let cell_problems = status::cell_problems(&cells);
     let api_status = api.as_ref().map(status::replica_status).unwrap_or_default();
     let api_ready = api_status.ready_replicas >= region.spec.api.replicas

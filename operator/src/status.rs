@@ -194,6 +194,13 @@ pub fn cell_statuses(
     (cells, summary)
 }
 
+/// Whether a cell's own `Ready` condition holds.
+pub fn cell_ready(cell: &CellStatus) -> bool {
+    cell.conditions
+        .iter()
+        .any(|c| c.type_ == types::READY && c.status == "True")
+}
+
 /// The messages of the cells whose `Ready` condition is false for a reason other than
 /// pods still starting, as `cell <name>: <message>` (for the region's own conditions).
 pub fn cell_problems(cells: &[CellStatus]) -> Vec<String> {
@@ -358,6 +365,7 @@ mod tests {
             cell_problems(&cells).is_empty(),
             "pods starting is no problem"
         );
+        assert!(cell_ready(&cells[0]) && !cell_ready(&cells[1]));
         let (_, summary) = cell_statuses(&r, &[], &none, &[], &at(100));
         assert_eq!(summary, "0/2", "no Deployment yet: nothing ready");
     }
