@@ -382,6 +382,11 @@ node_up() {
 # Stops and removes everything node_up and node_network_up made, in the order that
 # leaves nothing behind; fine when nothing of it runs.
 node_down() {
+  # Nothing of a node to take down (a cluster started with STV3_E2E_NO_NODE=1, or none).
+  if [[ ! -d $NODE_STATE ]] && ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
+    return 0
+  fi
+  [[ $(id -u) == 0 ]] || die "the real node's state is in $NODE_STATE: run down.sh as root to remove it"
   # 1. The pods through the API (CNI DEL frees veths and addresses), while kubelet runs.
   if pid_alive kubelet && pid_alive kube-apiserver; then
     node_kubectl delete pods --all-namespaces --field-selector "spec.nodeName=$NODE_NAME" \
