@@ -333,6 +333,49 @@ async fn operator_reconciles_cells_config_and_deletion() -> Result<()> {
     })
     .await?;
 
+    // Definitions the original loaded, with a key it ignored and a `..` path: not
+    // refused. ConfigValid=True says ParsedWithWarnings and names the line, and the
+    // new definitions roll out like any change.
+    let hash_fixed = config_hash(&deploys.get("r-yagi-b").await?);
+    regions
+        .patch(
+            "r",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "spec": { "config": { "eventDefinitions": { "inline":
+                    "- event_type: compute.*\n  traits:\n    host: {fields: 'payload..host', note: x}\n"
+                } } }
+            })),
+        )
+        .await?;
+    let warned = wait_for(
+        "ConfigValid=True ParsedWithWarnings and a roll",
+        WAIT,
+        || async {
+            let r = regions.get("r").await?;
+            let c = r
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "ConfigValid"))
+                .cloned();
+            let rolled = config_hash(&deploys.get("r-yagi-b").await?) != hash_fixed;
+            Ok(c.filter(|c| c.status == "True" && c.reason == "ParsedWithWarnings" && rolled))
+        },
+    )
+    .await?;
+    for needle in [
+        "2 warnings",
+        "event_definitions.yaml:3: ",
+        "unknown trait key 'note'",
+        "any depth",
+    ] {
+        ensure!(
+            warned.message.contains(needle),
+            "ConfigValid message: {}",
+            warned.message
+        );
+    }
+
     // Restarting the operator writes nothing to what the region owns. (A pause first:
     // managed-fields times have one-second resolution.)
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

@@ -1,10 +1,12 @@
 //! Validates a region's configuration files with the worker's own parsers, so an
 //! invalid file is caught before anything rolls. Pure: takes the texts (the reconciler
-//! resolves ConfigMap references), returns the first failing file and why.
+//! resolves ConfigMap references), returns the first failing file and why, or the
+//! warnings (what the original ignored, paths that may not mean what they seem),
+//! which the reconciler shows in `ConfigValid` without refusing anything.
 
 #[cfg(feature = "config-check")]
 use worker::{
-    distiller::Distiller, winchester::definition::load_triggers,
+    distiller::Distiller, winchester::definition::load_triggers_with_warnings,
     winchester::pipelines::load_pipelines,
 };
 
@@ -38,34 +40,66 @@ pub struct ConfigProblem {
     pub reason: String,
 }
 
-/// Parses every given file (needs the `config-check` feature); the triggers are checked against the given pipelines (a
-/// trigger naming a pipeline that does not exist is an error then).
+/// Parses every given file (needs the `config-check` feature); the triggers are
+/// checked against the given pipelines (a trigger naming a pipeline that does not
+/// exist is an error then). Returns the warnings, one line each
+/// (`file:line: context: message`).
 #[cfg(feature = "config-check")]
-pub fn check(files: &ConfigFiles) -> Result<(), ConfigProblem> {
+pub fn check(files: &ConfigFiles) -> Result<Vec<String>, ConfigProblem> {
+    let mut warnings = Vec::new();
     if let Some(text) = &files.event_definitions {
-        Distiller::from_yaml(text, EVENT_DEFINITIONS_FILE).map_err(|e| ConfigProblem {
+        let (_, w) = Distiller::load(text, EVENT_DEFINITIONS_FILE).map_err(|e| ConfigProblem {
             file: EVENT_DEFINITIONS_FILE,
             reason: e.to_string(),
         })?;
+        warnings.extend(w.iter().map(ToString::to_string));
     }
     let pipelines = match &files.pipelines {
-        Some(text) => Some(
-            load_pipelines(text, PIPELINES_FILE, None)
-                .map_err(|e| ConfigProblem {
-                    file: PIPELINES_FILE,
-                    reason: e.to_string(),
-                })?
-                .0,
-        ),
+        Some(text) => {
+            let (p, w) = load_pipelines(text, PIPELINES_FILE, None).map_err(|e| ConfigProblem {
+                file: PIPELINES_FILE,
+                reason: e.to_string(),
+            })?;
+            warnings.extend(w.iter().map(ToString::to_string));
+            Some(p)
+        }
         None => None,
     };
     if let Some(text) = &files.triggers {
-        load_triggers(text, TRIGGERS_FILE, pipelines.as_ref()).map_err(|e| ConfigProblem {
-            file: TRIGGERS_FILE,
-            reason: e.to_string(),
-        })?;
+        let (_, w) =
+            load_triggers_with_warnings(text, TRIGGERS_FILE, pipelines.as_ref()).map_err(|e| {
+                ConfigProblem {
+                    file: TRIGGERS_FILE,
+                    reason: e.to_string(),
+                }
+            })?;
+        warnings.extend(w.iter().map(ToString::to_string));
     }
-    Ok(())
+    Ok(warnings)
+}
+
+/// The `ConfigValid` message: that the files parse, and their warnings (the first
+/// few, whole; then how many more), kept well under the API's limits.
+pub fn valid_message(warnings: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut msg = String::from("the event definitions, triggers and pipelines parse");
+    if warnings.is_empty() {
+        return msg;
+    }
+    msg.push_str(&format!(
+        "; {} warning{} (what the original ignored, or paths that may not mean what they \
+         seem; stv3 check-config --strict refuses them):",
+        warnings.len(),
+        if warnings.len() == 1 { "" } else { "s" }
+    ));
+    for w in warnings.iter().take(SHOWN) {
+        msg.push('\n');
+        msg.push_str(&w.chars().take(400).collect::<String>());
+    }
+    if warnings.len() > SHOWN {
+        msg.push_str(&format!("\n… and {} more", warnings.len() - SHOWN));
+    }
+    msg
 }
 
 #[cfg(all(test, feature = "config-check"))]
@@ -87,8 +121,35 @@ mod tests {
 
     #[test]
     fn the_shipped_configuration_is_valid() {
-        check(&shipped()).unwrap();
+        assert_eq!(check(&shipped()).unwrap(), Vec::<String>::new());
         check(&ConfigFiles::default()).unwrap();
+    }
+
+    #[test]
+    fn what_the_original_ignored_loads_with_warnings() {
+        let files = ConfigFiles {
+            event_definitions: Some(
+                "- event_type: '*'\n  traits:\n    a: {fields: 'payload..a', colour: red}\n".into(),
+            ),
+            ..shipped()
+        };
+        let warnings = check(&files).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .all(|w| w.starts_with("event_definitions.yaml:3: ")),
+            "{warnings:?}"
+        );
+        let msg = valid_message(&warnings);
+        assert!(msg.contains("2 warnings"), "{msg}");
+        assert!(msg.contains("unknown trait key 'colour'"), "{msg}");
+        let many: Vec<String> = (0..9).map(|i| format!("w{i}")).collect();
+        assert!(valid_message(&many).ends_with("… and 4 more"));
+        assert_eq!(
+            valid_message(&[]),
+            "the event definitions, triggers and pipelines parse"
+        );
     }
 
     #[test]

@@ -585,18 +585,23 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     // The configuration first: an invalid one changes nothing that runs.
     let checked = match resolve_files(ctx, &ns, region).await {
         Ok(files) => config_check::check(&files)
-            .map(|()| files)
+            .map(|warnings| (files, warnings))
             .map_err(Error::from),
         Err(e) => Err(e),
     };
     let files = match checked {
-        Ok(files) => {
+        Ok((files, warnings)) => {
+            let reason = if warnings.is_empty() {
+                "Parsed"
+            } else {
+                "ParsedWithWarnings"
+            };
             set(
                 &mut st,
                 ConditionUpdate::yes(
                     types::CONFIG_VALID,
-                    "Parsed",
-                    "the event definitions, triggers and pipelines parse",
+                    reason,
+                    redact(&config_check::valid_message(&warnings)),
                 ),
             );
             files

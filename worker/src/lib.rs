@@ -18,3 +18,4 @@ pub mod store;
 pub mod timex;
 pub mod winchester;
 pub mod yagi;
+pub(crate) mod yaml;

@@ -242,3 +242,68 @@ fn missing_file() {
     assert_eq!(out.status.code(), Some(1));
     has(&stderr(&out), &["nope.yaml", "cannot read"]);
 }
+
+/// Definitions the original loaded (`..`, a `|` inside a path, an unknown plugin
+/// parameter) load here too, with one warning each naming the file, the line and
+/// the meaning; `--strict` refuses them with the same lines.
+#[test]
+fn lenient_definitions_warn_and_strict_refuses() {
+    let set = config("lenient/winchester.yaml");
+    let out = check(&set);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        stdout(&out).trim(),
+        "OK: 1 event definitions, 1 triggers, 2 pipelines (3 warnings)"
+    );
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 3, "{err}");
+    let defs = "event_definitions.yaml";
+    has(
+        &err,
+        &[
+            "warning: ",
+            defs,
+            ":8: ",
+            "trait 'address'",
+            "payload..address",
+            "any depth",
+        ],
+    );
+    has(
+        &err,
+        &[
+            "warning: ",
+            defs,
+            ":11: ",
+            "trait 'state'",
+            "payload.(state|payload).old_state",
+            "[payload.state, payload.old_state]",
+        ],
+    );
+    has(
+        &err,
+        &[
+            "warning: ",
+            defs,
+            ":18: ",
+            "trait 'host'",
+            "'maxsplit' ignored",
+        ],
+    );
+
+    let strict = Command::new(env!("CARGO_BIN_EXE_stv3"))
+        .args(["check-config", "--strict"])
+        .arg(&set)
+        .output()
+        .expect("run stv3");
+    let strict_err = stderr(&strict);
+    assert_eq!(strict.status.code(), Some(1), "{strict_err}");
+    assert!(stdout(&strict).is_empty());
+    let strict_warnings: Vec<&str> = strict_err
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(strict_warnings, warnings);
+    has(&strict_err, &["3 warnings refused by --strict"]);
+}

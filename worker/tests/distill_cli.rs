@@ -125,8 +125,8 @@ fn bad_definitions_fail_with_the_reason() {
     let cases = [
         (
             "bad_path.yaml",
-            "- event_type: compute.*\n  traits:\n    host: {fields: 'payload..host'}\n",
-            &["definition 0", "trait 'host'", "'..'"][..],
+            "- event_type: compute.*\n  traits:\n    host: {fields: 'payload.host & payload.h'}\n",
+            &["bad_path.yaml:3: ", "definition 0", "trait 'host'", "'&'", "never"][..],
         ),
         (
             "bad_plugin.yaml",

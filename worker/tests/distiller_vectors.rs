@@ -1,10 +1,17 @@
-//! The shared distiller vectors (tests/data/distiller.json): each case's definitions
-//! and notification must give the original's event, or be dropped.
+//! Every case of the reference's distiller vectors (`distiller.json`, see
+//! `spec_support` for where it is read from): each case's definitions and
+//! notification must give the original's event, be dropped, or (for definitions
+//! the original refused) fail to load.
 //!
-//! Marks: `original_bug` cases (the original crashed and lost the notification)
-//! pass if the notification is dropped with a reason or distilled without the bad
-//! trait; `python_quirk` cases compare a dict/list trait as data, since we render
-//! JSON where the original rendered Python's repr.
+//! Flags: `catch_all` turns on `catch_all_notifications`; `original_bug` cases (the
+//! original raised and lost the notification) pass if the notification is dropped
+//! with a reason or distilled without the bad trait (the case's `recommended`
+//! event, when it gives one, is then required exactly); `python_quirk` cases
+//! compare a dict/list trait as data, since we render JSON where the original
+//! rendered Python's repr; `expected_definitions_error` cases must be refused when
+//! loading, with a message.
+
+mod spec_support;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -56,13 +63,35 @@ fn same_trait(name: &str, got: &Value, want: &Value, quirk: bool) -> Result<(), 
 
 fn check(case: &Value) -> Result<(), String> {
     let defs = case["definitions"].as_str().ok_or("no definitions text")?;
-    let d = Distiller::from_yaml(defs, "vector.yaml").map_err(|e| format!("load: {e}"))?;
+    let loaded = Distiller::from_yaml(defs, "vector.yaml");
+    if case.get("expected_definitions_error").is_some() {
+        return match loaded {
+            Err(e) if !e.to_string().is_empty() => Ok(()),
+            Err(_) => Err("refused without a message".into()),
+            Ok(_) => Err(format!(
+                "loaded; the original refused it: {}",
+                case["expected"]["definitions_error"]
+            )),
+        };
+    }
+    let d = loaded
+        .map_err(|e| format!("load: {e}"))?
+        .with_catch_all(case["catch_all"].as_bool().unwrap_or(false));
     let now = DateTime::from_timestamp(1_700_000_000, 0).ok_or("clock")?;
     let got = d.distill_at(&case["notification"], now);
     let expected = case.get("expected").unwrap_or(&Value::Null);
     let original_bug = case.get("original_bug").is_some();
     let quirk = case.get("python_quirk").is_some();
 
+    if original_bug {
+        if let Some(recommended) = case
+            .get("recommended")
+            .filter(|r| r.get("event_type").is_some())
+        {
+            let event = got.map_err(|r| format!("dropped ({r}), recommended {recommended}"))?;
+            return same_event(&event.to_json(), recommended, quirk);
+        }
+    }
     if case.get("dropped").is_some() || expected.get("dropped").is_some() {
         return match got {
             Err(_) => Ok(()),
@@ -88,6 +117,11 @@ fn check(case: &Value) -> Result<(), String> {
     let event = got
         .map_err(|r| format!("dropped ({r}), expected an event"))?
         .to_json();
+    same_event(&event, expected, quirk)
+}
+
+/// Compares our event with the expected one: envelope, instants, every trait.
+fn same_event(event: &Value, expected: &Value, quirk: bool) -> Result<(), String> {
     for key in ["event_type", "message_id"] {
         if event[key] != expected[key] {
             return Err(format!("{key}: {}, expected {}", event[key], expected[key]));
@@ -124,11 +158,14 @@ fn check(case: &Value) -> Result<(), String> {
 }
 
 #[test]
+fn vendored_copy_is_current() {
+    spec_support::assert_vendored_current("distiller.json");
+}
+
+#[test]
 fn distiller_vectors() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/distiller.json");
-    let text = std::fs::read_to_string(path).expect("read distiller.json");
-    let cases: Vec<Value> = serde_json::from_str(&text).expect("parse distiller.json");
-    assert!(!cases.is_empty());
+    let (path, cases) = spec_support::cases("distiller.json");
+    eprintln!("{} cases from {}", cases.len(), path.display());
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|c| check(c).err().map(|e| format!("{}: {e}", c["name"])))

@@ -1,10 +1,13 @@
-//! Runs the shared timex test vectors (`tests/data/timex.json`, results of the
-//! original implementation) against `worker::timex`.
+//! Runs every case of the reference's timex vectors (`timex.json`, results of the
+//! original implementation; see `spec_support` for where it is read from) against
+//! `worker::timex`.
 //!
 //! Each case gives an expression, variable values and the expected timestamp,
 //! range, or error phase (`parse: …` or `eval: …`). Cases marked `original_bug`
 //! crashed in the original; for them an error or a value are both accepted, a
 //! panic is not. Every case is checked and all failures are reported together.
+
+mod spec_support;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -79,12 +82,14 @@ fn check(case: &Value) -> Result<(), String> {
 }
 
 #[test]
+fn vendored_copy_is_current() {
+    spec_support::assert_vendored_current("timex.json");
+}
+
+#[test]
 fn timex_vectors() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/timex.json");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {path}: {err}"));
-    let cases: Vec<Value> =
-        serde_json::from_str(&text).unwrap_or_else(|err| panic!("parsing {path}: {err}"));
-    assert!(!cases.is_empty(), "{path} has no cases");
+    let (path, cases) = spec_support::cases("timex.json");
+    eprintln!("{} cases from {}", cases.len(), path.display());
 
     let mut failures = Vec::new();
     for (index, case) in cases.iter().enumerate() {

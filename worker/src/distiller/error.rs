@@ -5,9 +5,10 @@ use std::fmt;
 
 /// Why a definitions file could not be loaded.
 ///
-/// Every variant names the file, so a message on its own tells the operator where
-/// to look; definition problems also carry the definition's position (0-based, in
-/// file order), its `event_type` as written, and the trait concerned.
+/// Every variant names the file, and the line when the parser knows it, so a
+/// message on its own tells the operator where to look; definition problems also
+/// name the definition (its position, 0-based in file order, and its `event_type`
+/// as written) and the trait concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{file}: cannot read event definitions: {source}")]
@@ -16,41 +17,58 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}: invalid YAML syntax{}: {message}", position(*line, *column, message))]
+    #[error("{file}{}: invalid YAML syntax: {message}", at(*line))]
     Yaml {
         file: String,
         /// 1-based, when the parser knows it.
-        line: Option<u64>,
-        /// 1-based, when the parser knows it.
-        column: Option<u64>,
+        line: Option<usize>,
         message: String,
     },
-    #[error("{file}: {reason}")]
-    Structure { file: String, reason: String },
-    #[error(
-        "{file}: definition {index} (event_type {event_type}){}: {reason}",
-        trait_name.as_deref().map(|t| format!(", trait '{t}'")).unwrap_or_default()
-    )]
+    #[error("{file}{}: {reason}", at(*line))]
+    Structure {
+        file: String,
+        line: Option<usize>,
+        reason: String,
+    },
+    #[error("{file}{}: {context}: {reason}", at(*line))]
     Definition {
         file: String,
-        index: usize,
-        /// The definition's `event_type` value as written (JSON form).
-        event_type: String,
-        trait_name: Option<String>,
+        line: Option<usize>,
+        /// `definition N (event_type …)`, and the trait when there is one.
+        context: String,
         reason: String,
     },
 }
 
-/// " at line L, column C", unless the parser's message already says where.
-fn position(line: Option<u64>, column: Option<u64>, message: &str) -> String {
-    if message.contains("line ") {
-        return String::new();
+impl LoadError {
+    /// The 1-based line concerned, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            LoadError::Io { .. } => None,
+            LoadError::Yaml { line, .. }
+            | LoadError::Structure { line, .. }
+            | LoadError::Definition { line, .. } => *line,
+        }
     }
-    match (line, column) {
-        (Some(l), Some(c)) => format!(" at line {l}, column {c}"),
-        (Some(l), None) => format!(" at line {l}"),
-        _ => String::new(),
-    }
+}
+
+/// Something a definitions file says that loads, but deserves a word: what the
+/// original ignored, or a path that may not mean what it seems.
+/// `Display`: `file:line: context: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {context}: {message}", at(*line))]
+pub struct LoadWarning {
+    pub file: String,
+    /// 1-based, when known.
+    pub line: Option<usize>,
+    /// `definition N (event_type …)`, and the trait when there is one.
+    pub context: String,
+    pub message: String,
+}
+
+/// ":L" when the line is known.
+fn at(line: Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
 }
 
 /// Why a notification produced no event. `Display` gives the human-readable reason

@@ -34,10 +34,10 @@ mod pattern;
 mod plugins;
 
 pub use convert::{parse_datetime, python_float_repr};
-pub use error::{Dropped, LoadError};
-pub use path::FieldPath;
+pub use error::{Dropped, LoadError, LoadWarning};
+pub use path::{FieldPath, Found, Match};
 pub use pattern::{Glob, TypeMatcher};
-pub use plugins::{Bitfield, Flag, Plugin, Split};
+pub use plugins::{Bitfield, Flag, Ignored, Plugin, Split};
 
 use crate::event::{Event, TraitValue};
 use chrono::{DateTime, Utc};
@@ -58,16 +58,28 @@ pub struct Distiller {
 
 impl Distiller {
     /// Loads definitions from YAML text. `source` names the text in errors (usually
-    /// the file path).
+    /// the file path). Warnings are logged; [`Distiller::load`] returns them.
     pub fn from_yaml(text: &str, source: &str) -> Result<Distiller, LoadError> {
-        Ok(Distiller {
-            definitions: definitions::load(text, source)?,
-            catch_all: None,
-            source: source.to_string(),
-        })
+        let (distiller, warnings) = Distiller::load(text, source)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(distiller)
     }
 
-    /// Loads definitions from a file.
+    /// Loads definitions from YAML text, returning the warnings (what the original
+    /// ignored, paths that may not mean what they seem) instead of logging them.
+    pub fn load(text: &str, source: &str) -> Result<(Distiller, Vec<LoadWarning>), LoadError> {
+        let (definitions, warnings) = definitions::load(text, source)?;
+        let distiller = Distiller {
+            definitions,
+            catch_all: None,
+            source: source.to_string(),
+        };
+        Ok((distiller, warnings))
+    }
+
+    /// Loads definitions from a file (warnings are logged).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Distiller, LoadError> {
         let path = path.as_ref();
         let name = path.display().to_string();
@@ -82,9 +94,8 @@ impl Distiller {
     ///
     /// With catch-all on, a notification that no definition matches is not dropped:
     /// it becomes an event built by a definition `event_type: '*'` carrying only the
-    /// default traits (`service`, `request_id`, `tenant_id`). The original had this
-    /// option (`catch_all_notifications`) but it never worked: it tested a method
-    /// object for truth, so a catch-all definition was never added.
+    /// default traits (`service`, `request_id`, `tenant_id`), as winchester's
+    /// `catch_all_notifications` did with stackdistiller 0.12.
     pub fn with_catch_all(mut self, on: bool) -> Distiller {
         self.catch_all = on.then(Definition::catch_all);
         self
@@ -166,7 +177,7 @@ impl Distiller {
         let mut traits = BTreeMap::new();
         for t in &def.traits {
             let value = match &t.plugin {
-                None => t.fields.first(n).and_then(|v| convert::convert(v, t.ty)),
+                None => t.fields.first(n).and_then(|v| convert::convert(&v, t.ty)),
                 Some(p) => p
                     .value(&t.fields, n)
                     .and_then(|v| convert::convert(&v, t.ty)),
@@ -325,23 +336,23 @@ mod tests {
     }
 
     #[test]
-    fn load_errors_name_definition_and_trait() {
+    fn load_errors_name_file_line_definition_and_trait() {
         let cases = [
-            ("- event_type: a\n  traits:\n    x: {fields: 'payload..a'}\n", "trait 'x'"),
-            ("- event_type: a\n  traits:\n    x: {fields: p, plugin: nope}\n", "no plugin named 'nope'"),
-            ("- event_type: a\n  traits:\n    x: {fields: p, type: str}\n", "invalid type 'str'"),
-            ("- event_type: a\n  traits:\n    x: {type: int}\n", "'fields' is missing"),
-            ("- event_type: a\n", "'traits' is missing"),
-            ("- traits: {}\n", "'event_type' is missing"),
-            ("- event_type: a\n  traits:\n    x: {fields: p, plugin: {name: split, parameters: {segment: x}}}\n", "segment"),
-            ("a: b\n", "expected a list"),
+            ("- event_type: a\n  traits:\n    x: {fields: 'payload & a'}\n", 3, "trait 'x'"),
+            ("- event_type: a\n  traits:\n    x: {fields: p, plugin: nope}\n", 3, "no plugin named 'nope'"),
+            ("- event_type: a\n  traits:\n    x: {fields: p, type: str}\n", 3, "invalid type \"str\""),
+            ("- event_type: a\n  traits:\n    x: {type: int}\n", 3, "'fields' is missing"),
+            ("- event_type: a\n", 1, "'traits' is missing"),
+            ("- traits: {}\n", 1, "'event_type' is missing"),
+            ("- event_type: a\n  traits:\n    x:\n      fields: p\n      plugin: {name: split, parameters: {segment: x}}\n", 5, "segment"),
+            ("a: b\n", 1, "expected a list"),
         ];
-        for (yaml, want) in cases {
-            let err = Distiller::from_yaml(yaml, "defs.yaml")
-                .unwrap_err()
-                .to_string();
+        for (yaml, line, want) in cases {
+            let err = Distiller::from_yaml(yaml, "defs.yaml").unwrap_err();
+            assert_eq!(err.line(), Some(line), "{err}");
+            let err = err.to_string();
             assert!(err.contains(want), "{err} should contain {want}");
-            assert!(err.starts_with("defs.yaml: "), "{err}");
+            assert!(err.starts_with(&format!("defs.yaml:{line}: ")), "{err}");
         }
         let err = Distiller::from_yaml("- event_type: a\n  traits: [\n", "defs.yaml").unwrap_err();
         assert!(
@@ -349,7 +360,7 @@ mod tests {
             "{err}"
         );
         let err = Distiller::from_yaml(
-            "- event_type: a\n  traits:\n    x: {fields: 'a..b'}\n",
+            "- event_type: a\n  traits:\n    x: {fields: 'a.'}\n",
             "f.yaml",
         )
         .unwrap_err()
@@ -358,6 +369,56 @@ mod tests {
             err.contains("definition 0 (event_type \"a\"), trait 'x'"),
             "{err}"
         );
+    }
+
+    /// What the original loaded and ignored loads here too, with one warning each,
+    /// naming the file, the line and what it means.
+    #[test]
+    fn leniency_warns_and_loads() {
+        let yaml = "\
+- event_type: compute.*
+  comment: ignored by the original
+  traits:
+    deep: {fields: 'payload..address'}
+    either: {fields: 'payload.a|payload.b'}
+    host:
+      fields: publisher_id
+      plugin:
+        name: split
+        parameters: {segment: 1, sep: '-'}
+      description: also ignored
+    timestamp: {fields: payload.launched_at, type: datetime}
+";
+        let (d, warnings) = Distiller::load(yaml, "defs.yaml").unwrap();
+        let lines: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        let at = |line: usize, what: &str| {
+            lines
+                .iter()
+                .any(|w| w.starts_with(&format!("defs.yaml:{line}: ")) && w.contains(what))
+        };
+        assert_eq!(lines.len(), 6, "{lines:#?}");
+        assert!(at(2, "unknown definition key 'comment'"), "{lines:#?}");
+        assert!(at(4, "any depth"), "{lines:#?}");
+        assert!(at(5, "payload.(a|payload).b"), "{lines:#?}");
+        assert!(
+            at(10, "unknown parameter of plugin split 'sep'"),
+            "{lines:#?}"
+        );
+        assert!(at(11, "unknown trait key 'description'"), "{lines:#?}");
+        assert!(
+            at(12, "overwritten by the notification's timestamp"),
+            "{lines:#?}"
+        );
+
+        let n = json!({"event_type": "compute.x", "message_id": "m", "timestamp": "2015-01-01T00:00:00Z",
+                       "publisher_id": "compute.host-1",
+                       "payload": {"launched_at": "2014-01-01T00:00:00Z",
+                                   "ips": [{"address": "10.0.0.1"}]}});
+        let e = d.distill_at(&n, now()).unwrap();
+        assert_eq!(e.traits["deep"], TraitValue::Text("10.0.0.1".into()));
+        assert_eq!(e.traits["host"], TraitValue::Text("host-1".into()));
+        assert!(!e.traits.contains_key("either"));
+        assert!(!e.traits.contains_key("timestamp"));
     }
 
     #[test]

@@ -1,12 +1,23 @@
 //! Trait plugins: `split` and `bitfield`, with the original's semantics.
 //!
-//! Parameters are checked when the definitions load (unknown names, wrong types,
-//! an empty separator, a bit out of range are load errors) so a plugin cannot fail
-//! per notification.
+//! Parameters are checked when the definitions load (wrong types, an empty
+//! separator, a bit out of range are load errors) so a plugin cannot fail per
+//! notification. Unknown parameters and flag keys are warnings: the original's
+//! plugins took `**kw` and ignored them, so files that have them must still load.
 
 use super::convert::to_text;
-use super::path::FieldPath;
+use super::path::{FieldPath, Match};
 use serde_json::{Map, Value};
+
+/// A parameter (or bitfield flag key) the original ignored: where it is and what
+/// to say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The bitfield flag it is in, when it is a flag key.
+    pub flag: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
 
 /// A configured plugin.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,8 +55,12 @@ pub struct Flag {
 
 impl Plugin {
     /// Builds a plugin from its name and the `parameters` mapping (absent or null:
-    /// defaults).
-    pub fn from_config(name: &str, params: Option<&Value>) -> Result<Plugin, String> {
+    /// defaults); what the original ignored is added to `warnings`.
+    pub fn from_config(
+        name: &str,
+        params: Option<&Value>,
+        warnings: &mut Vec<Ignored>,
+    ) -> Result<Plugin, String> {
         let empty = Map::new();
         let params = match params {
             None | Some(Value::Null) => &empty,
@@ -53,8 +68,8 @@ impl Plugin {
             Some(other) => return Err(format!("plugin parameters must be a mapping, not {other}")),
         };
         match name {
-            "split" => Split::from_params(params).map(Plugin::Split),
-            "bitfield" => Bitfield::from_params(params).map(Plugin::Bitfield),
+            "split" => Split::from_params(params, warnings).map(Plugin::Split),
+            "bitfield" => Bitfield::from_params(params, warnings).map(Plugin::Bitfield),
             other => Err(format!(
                 "no plugin named '{other}' (available: split, bitfield)"
             )),
@@ -66,19 +81,28 @@ impl Plugin {
     /// matches with their paths.
     pub fn value(&self, fields: &FieldPath, root: &Value) -> Option<Value> {
         match self {
-            Plugin::Split(s) => s.apply(fields.first(root)?).map(Value::String),
+            Plugin::Split(s) => s.apply(fields.first(root)?.as_ref()).map(Value::String),
             Plugin::Bitfield(b) => Some(Value::from(b.apply(&fields.find_all(root)))),
         }
     }
 }
 
-fn check_known(params: &Map<String, Value>, plugin: &str, known: &[&str]) -> Result<(), String> {
-    match params.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(format!(
-            "unknown parameter '{k}' for plugin {plugin} (known: {})",
-            known.join(", ")
-        )),
-        None => Ok(()),
+fn check_known(
+    params: &Map<String, Value>,
+    what: &str,
+    flag: Option<usize>,
+    known: &[&str],
+    warnings: &mut Vec<Ignored>,
+) {
+    for k in params.keys().filter(|k| !known.contains(&k.as_str())) {
+        warnings.push(Ignored {
+            flag,
+            key: k.clone(),
+            message: format!(
+                "unknown {what} '{k}' ignored, as the original did (known: {})",
+                known.join(", ")
+            ),
+        });
     }
 }
 
@@ -91,8 +115,17 @@ fn int_param(params: &Map<String, Value>, key: &str) -> Result<Option<i64>, Stri
 }
 
 impl Split {
-    fn from_params(params: &Map<String, Value>) -> Result<Split, String> {
-        check_known(params, "split", &["separator", "segment", "max_split"])?;
+    fn from_params(
+        params: &Map<String, Value>,
+        warnings: &mut Vec<Ignored>,
+    ) -> Result<Split, String> {
+        check_known(
+            params,
+            "parameter of plugin split",
+            None,
+            &["separator", "segment", "max_split"],
+            warnings,
+        );
         let separator = match params.get("separator") {
             None | Some(Value::Null) => ".".to_string(),
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -139,15 +172,26 @@ impl Split {
 }
 
 impl Bitfield {
-    fn from_params(params: &Map<String, Value>) -> Result<Bitfield, String> {
-        check_known(params, "bitfield", &["initial_bitfield", "flags"])?;
+    fn from_params(
+        params: &Map<String, Value>,
+        warnings: &mut Vec<Ignored>,
+    ) -> Result<Bitfield, String> {
+        check_known(
+            params,
+            "parameter of plugin bitfield",
+            None,
+            &["initial_bitfield", "flags"],
+            warnings,
+        );
         let initial_bitfield = int_param(params, "initial_bitfield")?.unwrap_or(0);
         let flags = match params.get("flags") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(i, f)| Flag::from_config(f).map_err(|e| format!("flag {i}: {e}")))
+                .map(|(i, f)| {
+                    Flag::from_config(f, i, warnings).map_err(|e| format!("flag {i}: {e}"))
+                })
                 .collect::<Result<_, _>>()?,
             Some(other) => return Err(format!("parameter 'flags' must be a list, not {other}")),
         };
@@ -157,7 +201,7 @@ impl Bitfield {
         })
     }
 
-    pub fn apply(&self, matches: &[(String, &Value)]) -> i64 {
+    pub fn apply(&self, matches: &[Match<'_>]) -> i64 {
         let mut bits = self.initial_bitfield;
         for flag in &self.flags {
             // dict(match_list): the last match for a path wins.
@@ -177,11 +221,17 @@ impl Bitfield {
 }
 
 impl Flag {
-    fn from_config(v: &Value) -> Result<Flag, String> {
+    fn from_config(v: &Value, index: usize, warnings: &mut Vec<Ignored>) -> Result<Flag, String> {
         let m = v
             .as_object()
             .ok_or_else(|| format!("must be a mapping, not {v}"))?;
-        check_known(m, "bitfield flag", &["path", "bit", "value"])?;
+        check_known(
+            m,
+            &format!("key of bitfield flag {index}"),
+            Some(index),
+            &["path", "bit", "value"],
+            warnings,
+        );
         let path = match m.get("path") {
             Some(Value::String(s)) => s.clone(),
             Some(other) => return Err(format!("'path' must be a string, not {other}")),
@@ -234,8 +284,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn plugin(name: &str, params: Option<&Value>) -> Result<Plugin, String> {
+        Plugin::from_config(name, params, &mut Vec::new())
+    }
+
     fn split(params: Value) -> Split {
-        match Plugin::from_config("split", Some(&params)).unwrap() {
+        match plugin("split", Some(&params)).unwrap() {
             Plugin::Split(s) => s,
             other => panic!("{other:?}"),
         }
@@ -271,23 +325,50 @@ mod tests {
 
     #[test]
     fn bad_parameters() {
-        assert!(Plugin::from_config("nope", None).is_err());
-        assert!(Plugin::from_config("split", Some(&json!({"segement": 1}))).is_err());
-        assert!(Plugin::from_config("split", Some(&json!({"segment": "1"}))).is_err());
-        assert!(Plugin::from_config("split", Some(&json!({"separator": ""}))).is_err());
-        assert!(Plugin::from_config("split", Some(&json!([1]))).is_err());
-        assert!(Plugin::from_config("bitfield", Some(&json!({"flags": [{"path": "a"}]}))).is_err());
-        assert!(Plugin::from_config(
+        assert!(plugin("nope", None).is_err());
+        assert!(plugin("split", Some(&json!({"segment": "1"}))).is_err());
+        assert!(plugin("split", Some(&json!({"separator": ""}))).is_err());
+        assert!(plugin("split", Some(&json!([1]))).is_err());
+        assert!(plugin("bitfield", Some(&json!({"flags": [{"path": "a"}]}))).is_err());
+        assert!(plugin(
             "bitfield",
             Some(&json!({"flags": [{"path": "a", "bit": 63}]}))
         )
         .is_err());
-        assert!(Plugin::from_config("bitfield", Some(&json!({"flags": {}}))).is_err());
+        assert!(plugin("bitfield", Some(&json!({"flags": {}}))).is_err());
+    }
+
+    #[test]
+    fn unknown_parameters_are_warnings() {
+        let mut warnings = Vec::new();
+        let p = Plugin::from_config(
+            "split",
+            Some(&json!({"segement": 1, "separator": "-"})),
+            &mut warnings,
+        )
+        .unwrap();
+        assert!(matches!(p, Plugin::Split(Split { segment: 0, .. })));
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0]
+                .message
+                .contains("unknown parameter of plugin split 'segement'"),
+            "{warnings:?}"
+        );
+        let mut warnings = Vec::new();
+        Plugin::from_config(
+            "bitfield",
+            Some(&json!({"flags": [{"path": "a", "bit": 1, "mask": 3}]})),
+            &mut warnings,
+        )
+        .unwrap();
+        assert_eq!(warnings[0].flag, Some(0));
+        assert_eq!(warnings[0].key, "mask");
     }
 
     #[test]
     fn bitfield_semantics() {
-        let p = Plugin::from_config(
+        let p = plugin(
             "bitfield",
             Some(&json!({
                 "initial_bitfield": 8,

@@ -37,6 +37,9 @@ pub enum TimexError {
     /// The expression refers to a variable the caller did not supply.
     #[error("unknown variable ${0}")]
     UnknownVariable(String),
+    /// A range function other than hour, day, month or year.
+    #[error("unknown range `{0}`; expected hour, day, month or year")]
+    UnknownRange(String),
     /// A date computation has no answer (a component out of range, such as
     /// `@ 30d` in February, or a date outside years 1 to 9999).
     #[error("invalid date arithmetic: {0}")]
@@ -50,7 +53,9 @@ impl TimexError {
             TimexError::UnexpectedCharacter { offset, .. }
             | TimexError::Syntax { offset, .. }
             | TimexError::Invalid { offset, .. } => Some(*offset),
-            TimexError::UnknownVariable(_) | TimexError::InvalidDate(_) => None,
+            TimexError::UnknownVariable(_)
+            | TimexError::UnknownRange(_)
+            | TimexError::InvalidDate(_) => None,
         }
     }
 

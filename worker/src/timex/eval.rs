@@ -64,6 +64,10 @@ pub fn evaluate<V: Variables + ?Sized>(node: &Node, vars: &V) -> Result<Value, T
                 pin: Some(Pin { at, unit: *unit }),
             })
         }
+        Node::UnknownRange { name, at, .. } => {
+            evaluate(at, vars)?;
+            Err(TimexError::UnknownRange(name.clone()))
+        }
         Node::Apply {
             op,
             operand,

@@ -97,8 +97,20 @@ pub struct Expression {
 }
 
 impl Expression {
-    /// Compiles `source`. Errors carry the character offset of the problem
-    /// ([`TimexError::offset`]).
+    /// Compiles `source` for a definition: [`Expression::parse`], and a range
+    /// function other than hour, day, month or year is refused here (the original
+    /// accepted it and failed on every evaluation).
+    pub fn compile(source: &str) -> Result<Expression, TimexError> {
+        let expr = Expression::parse(source)?;
+        match expr.root.unknown_range() {
+            Some(err) => Err(err),
+            None => Ok(expr),
+        }
+    }
+
+    /// Parses `source` as the original's grammar did: an unknown range function
+    /// parses and fails when evaluated. Errors carry the character offset of the
+    /// problem ([`TimexError::offset`]).
     pub fn parse(source: &str) -> Result<Expression, TimexError> {
         let root = parser::parse(source)?;
         let mut variables = Vec::new();
@@ -162,7 +174,7 @@ impl Serialize for Expression {
 impl<'de> Deserialize<'de> for Expression {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let source = String::deserialize(deserializer)?;
-        Expression::parse(&source)
+        Expression::compile(&source)
             .map_err(|err| serde::de::Error::custom(format!("timex `{source}`: {err}")))
     }
 }

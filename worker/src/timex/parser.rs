@@ -11,10 +11,12 @@
 //! ```
 //!
 //! Whether a node is a timestamp or a range is known from its shape, so the rules
-//! the original enforced (in its grammar or while evaluating) are checked here, at
-//! compile time, where the error can point at the text: `to` joins two timestamps,
-//! a range function takes a timestamp, a bare number needs a range, and the range
-//! function must be one of the four known ones.
+//! the original enforced in its grammar are checked here, where the error can point
+//! at the text: `to` joins two timestamps, a range function takes a timestamp, and
+//! a bare number applies only directly to a range (`day @ 2`, `($a to $b) - 1`,
+//! never `(day + 1h) @ 2`, which the original refused too). A range function
+//! other than the four known ones parses, as it did in the original, and fails
+//! when evaluated; [`Node::unknown_range`] lets loaders refuse it up front.
 
 use super::duration::{Duration, Unit};
 use super::error::TimexError;
@@ -40,6 +42,13 @@ pub enum Node {
     Span { begin: Box<Node>, end: Box<Node> },
     /// `day($x)`: the `unit` containing the timestamp `at` (`$timestamp` by default).
     Pinned { unit: Unit, at: Box<Node> },
+    /// `name($x)` with a name that is not a range function: an error when evaluated.
+    UnknownRange {
+        name: String,
+        /// 0-based character offset of the name.
+        offset: usize,
+        at: Box<Node>,
+    },
     /// `operand + duration`, `operand - duration`, `operand @ duration`.
     Apply {
         op: Op,
@@ -56,7 +65,7 @@ impl Node {
     pub fn is_range(&self) -> bool {
         match self {
             Node::Variable(_) => false,
-            Node::Span { .. } | Node::Pinned { .. } => true,
+            Node::Span { .. } | Node::Pinned { .. } | Node::UnknownRange { .. } => true,
             Node::Apply { operand, .. } => operand.is_range(),
         }
     }
@@ -73,9 +82,33 @@ impl Node {
                 begin.collect_variables(out);
                 end.collect_variables(out);
             }
-            Node::Pinned { at, .. } => at.collect_variables(out),
+            Node::Pinned { at, .. } | Node::UnknownRange { at, .. } => at.collect_variables(out),
             Node::Apply { operand, .. } => operand.collect_variables(out),
         }
+    }
+
+    /// The first range function that is not hour, day, month or year, as the
+    /// compile-time error that names it.
+    pub fn unknown_range(&self) -> Option<TimexError> {
+        match self {
+            Node::Variable(_) => None,
+            Node::UnknownRange { name, offset, .. } => Some(invalid(
+                *offset,
+                format!("unknown range `{name}`; expected hour, day, month or year"),
+            )),
+            Node::Span { begin, end } => begin.unknown_range().or_else(|| end.unknown_range()),
+            Node::Pinned { at, .. } => at.unknown_range(),
+            Node::Apply { operand, .. } => operand.unknown_range(),
+        }
+    }
+
+    /// A range made by a range function or `to` itself (parentheses aside): the
+    /// only operand a bare number may apply to.
+    fn is_range_itself(&self) -> bool {
+        matches!(
+            self,
+            Node::Span { .. } | Node::Pinned { .. } | Node::UnknownRange { .. }
+        )
     }
 }
 
@@ -178,11 +211,17 @@ impl Parser {
             self.advance();
             let (duration, bare_number_offset) = self.duration()?;
             if let Some(offset) = bare_number_offset {
-                if !node.is_range() {
+                if !node.is_range_itself() {
                     return Err(invalid(
                         offset,
-                        "a number without a unit only applies to a range; give it a unit \
-                         (us, s, m, h, d, mo, y)",
+                        if node.is_range() {
+                            "a number without a unit applies only directly to a range \
+                             function or `to` (`day @ 2`), not after `+`, `-` or `@`; give \
+                             it a unit (us, s, m, h, d, mo, y)"
+                        } else {
+                            "a number without a unit only applies to a range; give it a \
+                             unit (us, s, m, h, d, mo, y)"
+                        },
                     ));
                 }
             }
@@ -234,16 +273,11 @@ impl Parser {
             }
             TokenKind::Ident(name) => {
                 let unit = match name.as_str() {
-                    "hour" => Unit::Hour,
-                    "day" => Unit::Day,
-                    "month" => Unit::Month,
-                    "year" => Unit::Year,
-                    _ => {
-                        return Err(invalid(
-                            token.offset,
-                            format!("unknown range `{name}`; expected hour, day, month or year"),
-                        ))
-                    }
+                    "hour" => Some(Unit::Hour),
+                    "day" => Some(Unit::Day),
+                    "month" => Some(Unit::Month),
+                    "year" => Some(Unit::Year),
+                    _ => None,
                 };
                 let at = if self.peek().kind == TokenKind::LParen {
                     self.advance();
@@ -260,9 +294,16 @@ impl Parser {
                 } else {
                     Node::Variable(DEFAULT_VARIABLE.to_string())
                 };
-                Ok(Node::Pinned {
-                    unit,
-                    at: Box::new(at),
+                Ok(match unit {
+                    Some(unit) => Node::Pinned {
+                        unit,
+                        at: Box::new(at),
+                    },
+                    None => Node::UnknownRange {
+                        name,
+                        offset: token.offset,
+                        at: Box::new(at),
+                    },
                 })
             }
             TokenKind::LParen => {
@@ -359,7 +400,10 @@ mod tests {
     fn bare_numbers_need_a_range() {
         assert!(parse("day @ 2").is_ok());
         assert!(parse("($a to $b) + 1h 2").is_ok());
-        assert!(parse("day + 1h @ 2").is_ok());
+        assert!(
+            parse("day + 1h @ 2").is_err(),
+            "the original refused it too"
+        );
         assert_eq!(offset_of("$a @ 2"), 5);
         assert_eq!(offset_of("$a + 1h 2"), 8);
     }
@@ -384,7 +428,8 @@ mod tests {
         assert_eq!(offset_of("(day"), 4);
         assert_eq!(offset_of("1d"), 0);
         assert_eq!(offset_of(""), 0);
-        assert_eq!(offset_of("week"), 0);
+        let week = parse("week($a)").unwrap();
+        assert_eq!(week.unknown_range().and_then(|e| e.offset()), Some(0));
         assert_eq!(offset_of("$a $b"), 3);
         assert_eq!(offset_of("$a + d"), 5);
         assert_eq!(offset_of("day)"), 3);

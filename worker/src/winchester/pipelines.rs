@@ -7,8 +7,8 @@
 //! built-in handlers ([`HandlerKind`]), and any other class is an error naming it,
 //! since Python classes cannot be loaded here.
 
-use crate::winchester::config::yaml::{self, Node, NodeValue};
 use crate::winchester::config::{ConfigError, ConfigErrors, Diagnostics};
+use crate::yaml::{self, Node, NodeValue};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -15,7 +15,7 @@
 //! [`crate::store::redact_url`].
 
 mod error;
-pub(crate) mod yaml;
+pub(crate) use crate::yaml;
 
 pub(crate) use error::Diagnostics;
 pub use error::{ConfigError, ConfigErrors};
@@ -323,7 +323,7 @@ pub fn parse_settings_with_url(
                     NodeValue::Str(s) => Some(s.clone()),
                     _ => None,
                 };
-                match src.map(|s| (Expression::parse(&s), s)) {
+                match src.map(|s| (Expression::compile(&s), s)) {
                     Some((Ok(expr), s)) => {
                         let bad: Vec<&String> = expr
                             .variables()
@@ -654,8 +654,15 @@ pub fn load_config_with_url(
             None
         }
         Some(name) => read("distiller_config", name, &mut d).and_then(|(file, text)| {
-            match Distiller::from_yaml(&text, &file) {
-                Ok(dist) => Some(dist.with_catch_all(settings.catch_all_notifications)),
+            match Distiller::load(&text, &file) {
+                Ok((dist, warnings)) => {
+                    d.warnings.extend(
+                        warnings
+                            .into_iter()
+                            .map(|w| ConfigError::new(w.file, w.line, w.context, w.message)),
+                    );
+                    Some(dist.with_catch_all(settings.catch_all_notifications))
+                }
                 Err(e) => {
                     d.errors.push(distiller_error(&file, e));
                     None
@@ -734,16 +741,26 @@ pub fn load_config_with_url(
 
 /// A distiller load error in our form (its message already names the file).
 fn distiller_error(file: &str, e: LoadError) -> ConfigError {
-    let line = match &e {
-        LoadError::Yaml { line, .. } => line.and_then(|l| usize::try_from(l).ok()),
-        _ => None,
-    };
-    let text = e.to_string();
-    let message = text
-        .strip_prefix(&format!("{file}: "))
-        .map(str::to_string)
-        .unwrap_or(text);
-    ConfigError::new(file, line, "", message)
+    match e {
+        LoadError::Definition {
+            file,
+            line,
+            context,
+            reason,
+        } => ConfigError::new(file, line, context, reason),
+        LoadError::Yaml {
+            file,
+            line,
+            message,
+        } => ConfigError::new(file, line, "", format!("invalid YAML syntax: {message}")),
+        LoadError::Structure { file, line, reason } => ConfigError::new(file, line, "", reason),
+        LoadError::Io { source, .. } => ConfigError::new(
+            file,
+            None,
+            "",
+            format!("cannot read event definitions: {source}"),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use super::criteria::{Constant, Criteria, Criterion, Number, Op};
 use super::{DistinguishedBy, TriggerDefinition};
 use crate::distiller::TypeMatcher;
 use crate::timex::Expression;
-use crate::winchester::config::yaml::{self, Node, NodeValue};
 use crate::winchester::config::{ConfigError, ConfigErrors, Diagnostics};
 use crate::winchester::pipelines::PipelineConfig;
+use crate::yaml::{self, Node, NodeValue};
 use std::collections::{BTreeMap, BTreeSet};
 
 const TRIGGER_KEYS: &[&str] = &[
@@ -333,7 +333,7 @@ fn timex(n: &Node, what: &str, line: Option<usize>, cx: &mut Ctx<'_>) -> Option<
         );
         return None;
     };
-    match Expression::parse(src) {
+    match Expression::compile(src) {
         Ok(expr) => Some(expr),
         Err(e) => {
             cx.error(
