@@ -167,3 +167,27 @@ fn unreadable_input_fails() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/input.jsonl"));
 }
+
+/// Definitions the original loaded with things it ignored: distilled, and each
+/// warning on stderr with the file and line.
+#[test]
+fn lenient_definitions_distill_with_warnings() {
+    let p = temp_file(
+        "lenient.yaml",
+        "- event_type: compute.*\n  traits:\n    ip: {fields: 'payload..address', note: x}\n",
+    );
+    let out = stv3(
+        &["distill", "-d", p.to_str().unwrap()],
+        "{\"event_type\":\"compute.a\",\"message_id\":\"m\",\"payload\":{\"ips\":[{\"address\":\"10.0.0.9\"}]}}\n",
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings.iter().all(|w| w.contains("lenient.yaml:3: ")),
+        "{err}"
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one event");
+    assert_eq!(got["traits"]["ip"]["value"], "10.0.0.9");
+}

@@ -422,6 +422,25 @@ mod tests {
     }
 
     #[test]
+    fn empty_lists_and_null_traits_load() {
+        let (d, warnings) = Distiller::load(
+            "- event_type: []\n  traits: {}\n- event_type: a\n  traits:\n- event_type: b\n  traits: []\n",
+            "defs.yaml",
+        )
+        .unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].line, Some(1));
+        assert!(warnings[0].message.contains("matches no event type"));
+        for et in ["a", "b"] {
+            let n = json!({"event_type": et, "message_id": "m", "publisher_id": "p"});
+            assert_eq!(d.distill_at(&n, now()).unwrap().traits.len(), 1);
+        }
+        let n = json!({"event_type": "c", "message_id": "m", "publisher_id": "p"});
+        assert!(d.distill_at(&n, now()).is_err());
+    }
+
+    #[test]
     fn shared_configs_load() {
         for f in [
             "event_definitions.yaml",

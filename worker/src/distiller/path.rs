@@ -476,13 +476,24 @@ fn first_in<'a>(value: Found<'a>, steps: &[Step]) -> Option<Found<'a>> {
         Step::Keys(ks) => ks
             .iter()
             .find_map(|k| key(&value, k).and_then(|v| first_in(v, rest))),
-        Step::AllKeys => entries(&value)
-            .into_iter()
-            .find_map(|(_, v)| first_in(v, rest)),
+        // The borrowed cases (all but a character of a string) allocate nothing.
+        Step::AllKeys => match value {
+            Cow::Borrowed(Value::Object(m)) => {
+                m.values().find_map(|v| first_in(Cow::Borrowed(v), rest))
+            }
+            other => entries(&other)
+                .into_iter()
+                .find_map(|(_, v)| first_in(v, rest)),
+        },
         Step::Index(i) => first_in(index(value, *i)?, rest),
-        Step::Slice(a, b) => slice_items(&value, *a, *b)
-            .into_iter()
-            .find_map(|(_, v)| first_in(v, rest)),
+        Step::Slice(a, b) => match value {
+            Cow::Borrowed(Value::Array(items)) => items[slice_range(items.len(), *a, *b)]
+                .iter()
+                .find_map(|v| first_in(Cow::Borrowed(v), rest)),
+            other => slice_items(&other, *a, *b)
+                .into_iter()
+                .find_map(|(_, v)| first_in(v, rest)),
+        },
     }
 }
 
@@ -1023,9 +1034,11 @@ impl Parser {
                 let e = match name.as_str() {
                     "this" => Expr::This,
                     "parent" => Expr::Parent,
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "unknown named operator `{other}` (jsonpath-rw knows `this` and `parent`)"
-                    )),
+                    ))
+                    }
                 };
                 self.pos += 1;
                 Ok(e)

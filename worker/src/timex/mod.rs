@@ -19,8 +19,13 @@
 //! - `a to b` is the range from timestamp `a` (inclusive) to timestamp `b` (exclusive).
 //! - `hour`, `day`, `month`, `year` are the unit containing `$timestamp`, or
 //!   containing the timestamp given in parentheses: `day($last)`. Small shifts of
-//!   these keep that timestamp inside (see [`eval`]'s notes); on a range, a number
-//!   without a unit takes the unit below the range's size (`day @ 2` sets the hour).
+//!   these keep that timestamp inside (see [`eval`]'s notes); directly on a range
+//!   function or a `to` range, a number without a unit takes the unit below the
+//!   range's size (`day @ 2` sets the hour); after another operation it needs a
+//!   unit (`(day + 1h) @ 2` is refused, as the original refused it).
+//! - Operators apply left to right (`$a + 1d @ 2h` is `($a + 1d) @ 2h`): every
+//!   operator takes a duration on its right, so the original's precedence of `@`
+//!   over `+`/`-` never regroups anything.
 //! - Parentheses group; whitespace is free.
 //!
 //! Month arithmetic clamps to the end of the month (Jan 31 + 1mo = Feb 28) where

@@ -27,7 +27,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let distiller = Distiller::from_file(&args.definitions)?.with_catch_all(args.catch_all);
+    let defs = args.definitions.display().to_string();
+    let text = std::fs::read_to_string(&args.definitions)
+        .with_context(|| format!("cannot read event definitions {defs}"))?;
+    let (distiller, warnings) = Distiller::load(&text, &defs)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let distiller = distiller.with_catch_all(args.catch_all);
     let input: Box<dyn BufRead> = match &args.input {
         None => Box::new(io::stdin().lock()),
         Some(p) if p.as_os_str() == "-" => Box::new(io::stdin().lock()),
