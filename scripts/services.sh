@@ -99,15 +99,20 @@ mariadb_up() {
     done
     log "MariaDB answers after ${waited}s"
   fi
-  # The test database and user, created idempotently. Grants cover every database
-  # named stv3_* so tests can make throw-away databases of their own.
+  # The test database and user, created idempotently. Tests make throw-away
+  # databases named stv3_* of their own; the fault tests also make a restricted user
+  # per test, take its rights away mid-run, end its connections and switch the server
+  # read-only. MariaDB lets only a user with GRANT OPTION on *.* grant on a database
+  # whose name has `_` in it, so the test user of this loopback-only test server is an
+  # administrator.
   as_root mariadb --protocol=socket --socket="$MYSQL_SOCKET" -uroot <<SQL
 CREATE DATABASE IF NOT EXISTS \`$TEST_DB\`;
 CREATE DATABASE IF NOT EXISTS \`stv3_sandbox\`;
 CREATE USER IF NOT EXISTS '$TEST_USER'@'127.0.0.1' IDENTIFIED BY '$TEST_PASSWORD';
 CREATE USER IF NOT EXISTS '$TEST_USER'@'localhost' IDENTIFIED BY '$TEST_PASSWORD';
-GRANT ALL PRIVILEGES ON \`stv3\\_%\`.* TO '$TEST_USER'@'127.0.0.1';
-GRANT ALL PRIVILEGES ON \`stv3\\_%\`.* TO '$TEST_USER'@'localhost';
+GRANT ALL PRIVILEGES ON *.* TO '$TEST_USER'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO '$TEST_USER'@'localhost' WITH GRANT OPTION;
+SET GLOBAL read_only = 0;
 FLUSH PRIVILEGES;
 SQL
   # Prove the test credentials work over TCP, the way the tests connect.

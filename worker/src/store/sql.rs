@@ -280,7 +280,11 @@ pub fn map_sqlx_error(
         | E::PoolTimedOut
         | E::PoolClosed
         | E::WorkerCrashed
-        | E::Protocol(_) => StoreError::Unavailable(err.to_string()),
+        | E::Protocol(_)
+        // A connection left inside a transaction whose rollback failed (the database
+        // file went unwritable): the pool drops it, a retry gets a fresh one.
+        | E::InvalidSavePointStatement
+        | E::BeginFailed => StoreError::Unavailable(err.to_string()),
         E::Database(db) if db.is_unique_violation() || transient_db(db.as_ref()) => {
             StoreError::Unavailable(format!("{CONFLICT}{err}"))
         }

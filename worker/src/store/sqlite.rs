@@ -14,6 +14,7 @@ use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use sqlx::Connection;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +27,24 @@ pub struct SqliteBackend {
     pool: SqlitePool,
 }
 
-/// SQLITE_BUSY (5) and SQLITE_LOCKED (6), whatever their extended code.
+/// Errors about the database rather than the rows being written, whatever their
+/// extended code: SQLITE_BUSY (5) and SQLITE_LOCKED (6); the file unwritable or gone
+/// (SQLITE_PERM 3, SQLITE_READONLY 8, SQLITE_CANTOPEN 14, SQLITE_AUTH 23), the disk
+/// (SQLITE_IOERR 10, SQLITE_FULL 13, SQLITE_NOMEM 7), a damaged file (SQLITE_CORRUPT
+/// 11, SQLITE_NOTADB 26), and a schema that is not there (SQLITE_ERROR with "no such
+/// table" or "no such column"). The caller keeps its batch and retries. A constraint
+/// or a value the schema refuses (SQLITE_CONSTRAINT, SQLITE_TOOBIG, SQLITE_MISMATCH)
+/// is about the data, and isolates the message.
 fn transient(e: &dyn DatabaseError) -> bool {
-    e.code()
-        .and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+    let code = e.code().and_then(|c| c.parse::<i32>().ok());
+    match code.map(|c| c & 0xff) {
+        Some(3 | 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 23 | 26) => true,
+        Some(1) => {
+            let m = e.message();
+            m.contains("no such table") || m.contains("no such column")
+        }
+        _ => false,
+    }
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -117,6 +131,24 @@ impl SqlStore<SqliteBackend> {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(4)
+                // A local file opens at once: waiting longer for a connection means
+                // the file cannot be opened (unwritable, gone), which callers should
+                // hear about (and retry) while it lasts, not half a minute later.
+                .acquire_timeout(Duration::from_secs(5))
+                // A write that failed because the file became unwritable (or the
+                // disk failed) cannot roll back either; sqlx then keeps counting the
+                // connection as inside a transaction and every later BEGIN on it
+                // fails. Such a connection is closed on release, not reused, so the
+                // store recovers as soon as the file does. (The ping waits for the
+                // rollback sqlx queued when the transaction was dropped.)
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        if conn.ping().await.is_err() {
+                            return Ok(false);
+                        }
+                        Ok(!conn.is_in_transaction())
+                    })
+                })
                 .connect_with(
                     options
                         .journal_mode(SqliteJournalMode::Wal)
