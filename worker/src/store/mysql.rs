@@ -6,7 +6,7 @@
 //! deadlocking. Claims use `FOR UPDATE SKIP LOCKED` (MariaDB ≥ 10.6, MySQL ≥ 8.0).
 
 use super::engine::SqlStore;
-use super::sql::{map_sqlx_error, sqlx_conn, Backend, Limits};
+use super::sql::{map_sqlx_error, sqlx_conn, Backend, DbFault, Limits};
 use super::{redact_url, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
@@ -26,28 +26,28 @@ pub struct MySqlBackend {
     pool: MySqlPool,
 }
 
-/// Errors about the database itself rather than about the rows being written: the
-/// same statement succeeds once the database is healthy again, so the caller keeps
-/// its batch and retries (never dead-letters it). What a healthy database would
-/// refuse for this data alone (1406 too long, 1366 bad string, 1264 out of range,
-/// 1292 bad date, 1048 null) is not listed, so it isolates the message.
-fn transient(e: &dyn DatabaseError) -> bool {
-    e.try_downcast_ref::<MySqlDatabaseError>()
-        .is_some_and(|e| about_the_database(e.number()))
-}
-
-/// See [`transient`]. Grouped by what happened to the database.
-fn about_the_database(number: u16) -> bool {
-    matches!(
-        number,
+/// Errors about the database itself rather than about the rows being written are
+/// [`DbFault::Health`]: the same statement succeeds once the database is healthy
+/// again, so the caller keeps its batch and retries (never dead-letters it). What a
+/// healthy database would refuse for this data alone (1406 too long, 1366 bad
+/// string, 1264 out of range, 1292 bad date, 1048 null) is [`DbFault::Data`], and
+/// isolates the message.
+fn classify(e: &dyn DatabaseError) -> DbFault {
+    let Some(number) = e
+        .try_downcast_ref::<MySqlDatabaseError>()
+        .map(|e| e.number())
+    else {
+        return DbFault::Data;
+    };
+    match number {
         // Lost races: lock wait timeout, deadlock, record changed (snapshot
         // isolation), lock table full, too many active transactions.
-        1205 | 1213 | 1020 | 1206 | 1637
+        1205 | 1213 | 1020 | 1206 | 1637 => DbFault::Race,
         // The server going away or refusing work: too many connections, shutdown,
         // connection killed, aborted or timed out, network errors, host blocked,
         // user limits, cluster node not ready (WSREP).
-        | 1040 | 1053 | 1927 | 4031 | 1152 | 1158 | 1159 | 1160 | 1161 | 1129
-        | 1203 | 1226 | 1047
+        1040 | 1053 | 1927 | 4031 | 1152 | 1158 | 1159 | 1160 | 1161 | 1129 | 1203 | 1226
+        | 1047
         // Rights taken away (a password rotation, a revoked grant).
         | 1044 | 1045 | 1142 | 1143 | 1227 | 1698
         // Read-only (a failover, --read-only, a read-only transaction, a global
@@ -57,13 +57,14 @@ fn about_the_database(number: u16) -> bool {
         | 1049 | 1054 | 1109 | 1146
         // Storage: disk or table full, storage engine and file errors, out of
         // memory, commit or rollback failed.
-        | 1021 | 1114 | 1030 | 1034 | 1035 | 1036 | 1017 | 3 | 1037 | 1038 | 1041
-        | 1180 | 1181
-    )
+        | 1021 | 1114 | 1030 | 1034 | 1035 | 1036 | 1017 | 3 | 1037 | 1038 | 1041 | 1180
+        | 1181 => DbFault::Health,
+        _ => DbFault::Data,
+    }
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
-    map_sqlx_error(e, transient)
+    map_sqlx_error(e, classify)
 }
 
 sqlx_conn!(MySqlConn, MySql, MySqlRow, map_err);

@@ -266,12 +266,24 @@ pub fn is_conflict(e: &StoreError) -> bool {
     matches!(e, StoreError::Unavailable(m) if m.starts_with(CONFLICT))
 }
 
-/// Maps a sqlx error: connection trouble, and whatever `transient_db` says of a
-/// database error (deadlocks, lock timeouts, busy, the unique-key race), become
-/// [`StoreError::Unavailable`]; everything else is [`StoreError::Database`].
+/// What a database error says, for [`map_sqlx_error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFault {
+    /// A lost race (deadlock, lock timeout, busy): retry at once.
+    Race,
+    /// The database itself (rights, read-only, schema, disk, going away): retry
+    /// with back-off until it is back.
+    Health,
+    /// Something about the data written: retrying the same data fails the same way.
+    Data,
+}
+
+/// Maps a sqlx error. Connection trouble and [`DbFault::Health`] become
+/// [`StoreError::Unavailable`]; races and the unique-key race become `Unavailable`
+/// with the [`CONFLICT`] prefix; everything else is [`StoreError::Database`].
 pub fn map_sqlx_error(
     err: sqlx::Error,
-    transient_db: fn(&dyn sqlx::error::DatabaseError) -> bool,
+    classify: fn(&dyn sqlx::error::DatabaseError) -> DbFault,
 ) -> StoreError {
     use sqlx::Error as E;
     match &err {
@@ -285,9 +297,14 @@ pub fn map_sqlx_error(
         // file went unwritable): the pool drops it, a retry gets a fresh one.
         | E::InvalidSavePointStatement
         | E::BeginFailed => StoreError::Unavailable(err.to_string()),
-        E::Database(db) if db.is_unique_violation() || transient_db(db.as_ref()) => {
+        E::Database(db) if db.is_unique_violation() => {
             StoreError::Unavailable(format!("{CONFLICT}{err}"))
         }
+        E::Database(db) => match classify(db.as_ref()) {
+            DbFault::Race => StoreError::Unavailable(format!("{CONFLICT}{err}")),
+            DbFault::Health => StoreError::Unavailable(err.to_string()),
+            DbFault::Data => StoreError::Database(err.to_string()),
+        },
         E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::TypeNotFound { .. } => {
             StoreError::Corrupt(err.to_string())
         }

@@ -6,7 +6,7 @@
 //! lives in the pool's one connection, which is never closed.
 
 use super::engine::SqlStore;
-use super::sql::{map_sqlx_error, sqlx_conn, Backend, Limits};
+use super::sql::{map_sqlx_error, sqlx_conn, Backend, DbFault, Limits};
 use super::{redact_url, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
@@ -27,28 +27,29 @@ pub struct SqliteBackend {
     pool: SqlitePool,
 }
 
-/// Errors about the database rather than the rows being written, whatever their
-/// extended code: SQLITE_BUSY (5) and SQLITE_LOCKED (6); the file unwritable or gone
-/// (SQLITE_PERM 3, SQLITE_READONLY 8, SQLITE_CANTOPEN 14, SQLITE_AUTH 23), the disk
-/// (SQLITE_IOERR 10, SQLITE_FULL 13, SQLITE_NOMEM 7), a damaged file (SQLITE_CORRUPT
-/// 11, SQLITE_NOTADB 26), and a schema that is not there (SQLITE_ERROR with "no such
-/// table" or "no such column"). The caller keeps its batch and retries. A constraint
-/// or a value the schema refuses (SQLITE_CONSTRAINT, SQLITE_TOOBIG, SQLITE_MISMATCH)
-/// is about the data, and isolates the message.
-fn transient(e: &dyn DatabaseError) -> bool {
+/// Whatever the extended code: SQLITE_BUSY (5) and SQLITE_LOCKED (6) are races.
+/// The file unwritable or gone (SQLITE_PERM 3, SQLITE_READONLY 8, SQLITE_CANTOPEN 14,
+/// SQLITE_AUTH 23), the disk (SQLITE_IOERR 10, SQLITE_FULL 13, SQLITE_NOMEM 7), a
+/// damaged file (SQLITE_CORRUPT 11, SQLITE_NOTADB 26) and a schema that is not there
+/// (SQLITE_ERROR with "no such table" or "no such column") are about the database:
+/// the caller keeps its batch and retries. A constraint or a value the schema
+/// refuses (SQLITE_CONSTRAINT, SQLITE_TOOBIG, SQLITE_MISMATCH) is about the data.
+fn classify(e: &dyn DatabaseError) -> DbFault {
     let code = e.code().and_then(|c| c.parse::<i32>().ok());
     match code.map(|c| c & 0xff) {
-        Some(3 | 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 23 | 26) => true,
-        Some(1) => {
-            let m = e.message();
-            m.contains("no such table") || m.contains("no such column")
+        Some(5 | 6) => DbFault::Race,
+        Some(3 | 7 | 8 | 10 | 11 | 13 | 14 | 23 | 26) => DbFault::Health,
+        Some(1)
+            if e.message().contains("no such table") || e.message().contains("no such column") =>
+        {
+            DbFault::Health
         }
-        _ => false,
+        _ => DbFault::Data,
     }
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
-    map_sqlx_error(e, transient)
+    map_sqlx_error(e, classify)
 }
 
 sqlx_conn!(SqliteConn, Sqlite, SqliteRow, map_err);

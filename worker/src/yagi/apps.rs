@@ -36,9 +36,15 @@ pub struct AppReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// Worth retrying the same batch after a pause (database away, deadlock, disk).
+    /// Worth retrying the same batch after a pause (database away, read-only, rights
+    /// taken away, disk).
     #[error("{0}")]
     Transient(String),
+    /// A lost race (deadlock, lock timeout, a unique key taken meanwhile): worth
+    /// retrying too; when it keeps happening to one notification while others are
+    /// stored, that notification is the cause (see the consumer's isolation).
+    #[error("{0}")]
+    Conflict(String),
     /// Retrying the same batch would fail the same way.
     #[error("{0}")]
     Permanent(String),
@@ -46,7 +52,7 @@ pub enum AppError {
 
 impl AppError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, AppError::Transient(_))
+        matches!(self, AppError::Transient(_) | AppError::Conflict(_))
     }
 }
 
@@ -108,6 +114,7 @@ impl App for WinchesterApp {
                     })
                     .collect(),
             }),
+            Err(e) if crate::store::sql::is_conflict(&e) => Err(AppError::Conflict(e.to_string())),
             Err(e) if e.is_transient() => Err(AppError::Transient(e.to_string())),
             Err(e) => Err(AppError::Permanent(e.to_string())),
         }

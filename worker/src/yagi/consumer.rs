@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest pause between retries of a batch the store (or archive) refused.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+/// After this many failures of a batch with the same error, its notifications are
+/// tried one at a time (see [`isolate`]).
+const SAME_FAILURES_BEFORE_ISOLATING: u32 = 5;
 /// How long opening a connection and declaring the topology may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -548,8 +551,11 @@ async fn run_apps(
     let apps = &ctx.chain.apps;
     let mut reports: Vec<Option<AppReport>> = vec![None; apps.len()];
     let mut pause = Duration::from_millis(200);
+    // The last failure (app, message) and how many times in a row it happened.
+    let mut last: Option<(usize, String)> = None;
+    let mut same = 0u32;
     loop {
-        let mut failure: Option<String> = None;
+        let mut failure: Option<(usize, String)> = None;
         for (i, app) in apps.iter().enumerate() {
             if reports[i].is_some() {
                 continue;
@@ -565,14 +571,36 @@ async fn run_apps(
                     if app.kind() == super::config::AppKind::Winchester {
                         ctx.readiness.set_store_ok(false);
                     }
-                    failure = Some(format!("{}: {e}", app.kind().class_name()));
+                    failure = Some((i, format!("{}: {e}", app.kind().class_name())));
                     break;
                 }
             }
         }
-        let Some(why) = failure else {
+        let Some((failed, why)) = failure else {
             return Ok(Some(reports.into_iter().flatten().collect()));
         };
+        same = if last.as_ref() == Some(&(failed, why.clone())) {
+            same + 1
+        } else {
+            1
+        };
+        last = Some((failed, why.clone()));
+        if same >= SAME_FAILURES_BEFORE_ISOLATING {
+            // Once every few failures only: during an outage each attempt costs a
+            // round trip per notification.
+            same = 0;
+            if let Some(report) = isolate(apps[failed].as_ref(), good).await {
+                tracing::error!(%queue, error = %why, rejected = report.rejected.len(),
+                    "the same failure again and again while other notifications were \
+                     stored: the ones that fail are dead-lettered");
+                if apps[failed].kind() == super::config::AppKind::Winchester {
+                    ctx.readiness.set_store_ok(true);
+                }
+                reports[failed] = Some(report);
+                last = None;
+                continue;
+            }
+        }
         ctx.metrics.retries.get_or_create(&queue_label(queue)).inc();
         tracing::warn!(%queue, error = %why, retry_in = ?pause,
             "batch not handled; keeping it and retrying");
@@ -587,6 +615,41 @@ async fn run_apps(
         }
         pause = (pause * 2).min(MAX_RETRY_PAUSE);
     }
+}
+
+/// The last resort for a batch that keeps failing the same way: each notification
+/// alone. When some of them are stored, the database evidently takes writes, so the
+/// ones that still lose a race every time (a key the database holds and the engine
+/// cannot see) are the cause and are rejected (`retries_exhausted`, with the error).
+/// An error about the database itself (rights, read-only, disk, connection) is never
+/// blamed on a notification, and when nothing is stored (duplicates and refusals
+/// prove nothing about writes), `None` keeps the batch for later.
+async fn isolate(app: &dyn super::apps::App, good: &[Value]) -> Option<AppReport> {
+    let mut total = AppReport::default();
+    for (i, n) in good.iter().enumerate() {
+        match app.handle(std::slice::from_ref(n)).await {
+            Ok(r) => {
+                total.stored += r.stored;
+                total.duplicates += r.duplicates;
+                total.rejected.extend(r.rejected.into_iter().map(|mut x| {
+                    x.index = i;
+                    x
+                }));
+            }
+            Err(AppError::Permanent(e)) => total.rejected.push(super::apps::Rejected {
+                index: i,
+                reason: "app_error",
+                detail: e,
+            }),
+            Err(AppError::Conflict(e)) => total.rejected.push(super::apps::Rejected {
+                index: i,
+                reason: "retries_exhausted",
+                detail: e,
+            }),
+            Err(AppError::Transient(_)) => return None,
+        }
+    }
+    (total.stored > 0).then_some(total)
 }
 
 /// Runs an app over the batch; on a permanent failure, over each notification alone,
@@ -707,6 +770,84 @@ async fn dead_letter(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yagi::apps::App;
+    use crate::yagi::config::AppKind;
+    use async_trait::async_trait;
+
+    /// Fails every batch holding a notification marked `bad` with a transient error
+    /// (as a unique-key clash the database keeps reporting would); with `down`, fails
+    /// everything (an outage).
+    struct Picky {
+        down: bool,
+        /// The bad notification's failure is about the database (a revoked grant),
+        /// not a race.
+        health: bool,
+    }
+
+    #[async_trait]
+    impl App for Picky {
+        fn kind(&self) -> AppKind {
+            AppKind::Winchester
+        }
+        async fn handle(&self, batch: &[Value]) -> Result<AppReport, AppError> {
+            if self.down || batch.iter().any(|n| n["bad"] == true) {
+                if self.health {
+                    return Err(AppError::Transient("INSERT command denied".into()));
+                }
+                return Err(AppError::Conflict("duplicate key".into()));
+            }
+            Ok(AppReport {
+                stored: batch.len() as u64,
+                ..AppReport::default()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn isolating_rejects_only_the_culprit_and_never_during_an_outage() {
+        let batch = vec![
+            serde_json::json!({"n": 0}),
+            serde_json::json!({"n": 1, "bad": true}),
+            serde_json::json!({"n": 2}),
+        ];
+        let picky = |down, health| Picky { down, health };
+        let r = isolate(&picky(false, false), &batch)
+            .await
+            .expect("isolated");
+        assert_eq!(r.stored, 2);
+        assert_eq!(r.rejected.len(), 1);
+        assert_eq!(
+            (r.rejected[0].index, r.rejected[0].reason),
+            (1, "retries_exhausted")
+        );
+        assert!(isolate(&picky(true, false), &batch).await.is_none());
+        // An error about the database is never blamed on a notification.
+        assert!(isolate(&picky(false, true), &batch).await.is_none());
+        let all_bad = vec![serde_json::json!({"bad": true})];
+        assert!(isolate(&picky(false, false), &all_bad).await.is_none());
+        // Duplicates prove nothing about writes: still an outage.
+        struct DupOrDown;
+        #[async_trait]
+        impl App for DupOrDown {
+            fn kind(&self) -> AppKind {
+                AppKind::Winchester
+            }
+            async fn handle(&self, batch: &[Value]) -> Result<AppReport, AppError> {
+                if batch.iter().all(|n| n["dup"] == true) {
+                    return Ok(AppReport {
+                        duplicates: batch.len() as u64,
+                        ..AppReport::default()
+                    });
+                }
+                Err(AppError::Transient("INSERT command denied".into()))
+            }
+        }
+        let mixed = vec![
+            serde_json::json!({"dup": true}),
+            serde_json::json!({"n": 1}),
+        ];
+        assert!(isolate(&DupOrDown, &mixed).await.is_none());
+    }
 
     #[test]
     fn bodies() {

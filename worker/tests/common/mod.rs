@@ -46,6 +46,7 @@ macro_rules! store_conformance {
             find_and_count_events,
             untyped_trait_matches,
             reset_and_delete_streams,
+            ids_differing_by_trailing_spaces_are_distinct,
         );
     };
 }
@@ -199,6 +200,62 @@ pub async fn migrate_is_idempotent(store: Arc<dyn Store>) {
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     assert!(["sqlite", "mysql"].contains(&store.backend()));
+}
+
+/// Message ids and event type names compare exactly, trailing spaces and NUL bytes
+/// included, in one batch and across batches, on every backend (MariaDB's PAD SPACE
+/// collations once made `"X"` and `"X "` one key to the index and two to the engine).
+pub async fn ids_differing_by_trailing_spaces_are_distinct(store: Arc<dyn Store>) {
+    let r = store
+        .ingest(
+            &[
+                ev("X", "a.b", secs(0), &[]),
+                ev("X ", "a.b", secs(1), &[]),
+                ev("Y", "a.b ", secs(2), &[]),
+            ],
+            &rules(),
+            secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.stored, r.duplicates), (3, 0));
+    let r = store
+        .ingest(
+            &[
+                ev("Y ", "a.b", secs(3), &[]),
+                ev("X ", "a.b", secs(4), &[]),
+                ev("nul\u{0}id", "a.b", secs(5), &[]),
+            ],
+            &rules(),
+            secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.stored, r.duplicates), (2, 1));
+    for id in ["X", "X ", "Y", "Y ", "nul\u{0}id"] {
+        let got = store.get_event(id).await.unwrap();
+        assert_eq!(got.map(|e| e.event.message_id), Some(id.to_string()));
+    }
+    assert_eq!(
+        store
+            .get_event("Y")
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .event_type,
+        "a.b "
+    );
+    assert_eq!(
+        store
+            .get_event("X")
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .event_type,
+        "a.b"
+    );
 }
 
 pub async fn duplicates_are_skipped(store: Arc<dyn Store>) {
