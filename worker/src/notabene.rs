@@ -152,6 +152,8 @@ pub enum PublishError {
     },
     #[error("the broker did not confirm the message published to exchange '{exchange}'")]
     NotConfirmed { exchange: String },
+    #[error("the broker did not answer the message published to exchange '{exchange}' within {seconds}s")]
+    ConfirmTimeout { exchange: String, seconds: u64 },
     #[error("cannot encode the notification as JSON: {0}")]
     Encode(String),
 }
@@ -225,6 +227,7 @@ pub struct AmqpPublisher {
     slots: Mutex<HashMap<AmqpParams, Slot>>,
     connections_opened: AtomicU64,
     connect_timeout: Duration,
+    confirm_timeout: Duration,
 }
 
 impl Default for AmqpPublisher {
@@ -247,7 +250,16 @@ impl AmqpPublisher {
             slots: Mutex::new(HashMap::new()),
             connections_opened: AtomicU64::new(0),
             connect_timeout: Duration::from_secs(10),
+            confirm_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// How long a publish waits for the broker's confirm; 30 s by default. A broker
+    /// under memory or disk alarm blocks publishers: waiting for ever would hold the
+    /// stream (and its worker) with it.
+    pub fn with_confirm_timeout(mut self, timeout: Duration) -> Self {
+        self.confirm_timeout = timeout;
+        self
     }
 
     /// How long opening a connection (and its channel) may take; 10 s by default.
@@ -382,6 +394,7 @@ impl AmqpPublisher {
         pooled: &Pooled,
         target: &PublishTarget,
         body: &[u8],
+        confirm_timeout: Duration,
     ) -> Result<(), PublishError> {
         let publish_err = |reason: String| PublishError::Publish {
             target: target.connection.to_string(),
@@ -392,19 +405,27 @@ impl AmqpPublisher {
             .with_content_type("application/json".into())
             .with_content_encoding("utf-8".into())
             .with_delivery_mode(2);
-        let confirm = pooled
-            .channel
-            .basic_publish(
-                target.exchange.as_str().into(),
-                target.queue_name.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
+        let publishing = async {
+            pooled
+                .channel
+                .basic_publish(
+                    target.exchange.as_str().into(),
+                    target.queue_name.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    properties,
+                )
+                .await
+                .map_err(|e| publish_err(e.to_string()))?
+                .await
+                .map_err(|e| publish_err(e.to_string()))
+        };
+        let confirm = tokio::time::timeout(confirm_timeout, publishing)
             .await
-            .map_err(|e| publish_err(e.to_string()))?
-            .await
-            .map_err(|e| publish_err(e.to_string()))?;
+            .map_err(|_| PublishError::ConfirmTimeout {
+                exchange: target.exchange.clone(),
+                seconds: confirm_timeout.as_secs(),
+            })??;
         if confirm.is_ack() {
             Ok(())
         } else {
@@ -442,7 +463,7 @@ impl AmqpPublisher {
             }
         };
         let result = match Self::declare(pooled, target).await {
-            Ok(()) => Self::send(pooled, target, body).await,
+            Ok(()) => Self::send(pooled, target, body, self.confirm_timeout).await,
             Err(e) => Err(e),
         };
         if result.is_err() {

@@ -18,7 +18,9 @@ use worker::notabene::{AmqpParams, AmqpPublisher, NotificationSink, PublishError
 use worker::store::{Stream, StreamState};
 use worker::winchester::debug::DebugManager;
 use worker::winchester::handlers::{build_factory, HandlerContext};
-use worker::winchester::pipeline::{Handler, HandlerError, HandlerFactory, Pipeline, PipelineEnv};
+use worker::winchester::pipeline::{
+    Handler, HandlerError, HandlerFactory, Pipeline, PipelineEnv, PipelineError,
+};
 
 const HINT: &str = "is RabbitMQ running? try `scripts/services.sh up rabbitmq`";
 
@@ -429,8 +431,10 @@ async fn notabene_handler_publishes_env_notifications_on_commit_only() {
     obs.cleanup(&exchange, &[&queue]).await;
 }
 
+/// A broker that cannot be reached fails the commit retryably: the pipeline reports
+/// a retry (the worker puts the stream back), it does not complete without publishing.
 #[tokio::test]
-async fn a_publish_failure_is_a_counted_commit_error() {
+async fn a_publish_failure_sends_the_stream_to_retry() {
     let publisher = Arc::new(AmqpPublisher::new().with_connect_timeout(Duration::from_secs(5)));
     let ctx = HandlerContext {
         publisher: publisher.clone(),
@@ -443,11 +447,14 @@ async fn a_publish_failure_is_a_counted_commit_error() {
         Arc::new(Factory("emitter", || Box::new(Emitter) as Box<dyn Handler>));
     let debug = DebugManager::new([]);
     let p = Pipeline::new("p", vec![emitter, notabene]);
-    let out = p
+    let err = p
         .run(&stream(), events(), &debug)
         .await
-        .expect("the stream does not fail");
-    assert!(out.new_events.is_empty());
+        .expect_err("a publish that failed must not complete the stream");
+    assert!(
+        matches!(&err, PipelineError::Retry { handler, position: 2, .. } if handler == "notabene"),
+        "{err:?}"
+    );
     let counts = debug.take();
     assert_eq!(counts["test_trigger"].counters["Commit error"], 1);
     assert_eq!(counts["test_trigger"].counters["Commit successful"], 1);

@@ -1,6 +1,7 @@
 //! Pipeline workers on real databases: several workers fire each stream exactly once,
 //! a worker that dies mid-pipeline leaves a claim that runs out and the stream is
-//! retried, and a failing pipeline puts the stream in error (resettable).
+//! retried, a worker slower than its lease keeps its claim (heartbeat) so nothing runs
+//! twice, and a worker that lost its claim rolls back instead of committing.
 
 use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
@@ -70,11 +71,14 @@ struct CountingFactory {
     commits: Arc<Commits>,
     /// When set, handle_events never returns: a worker "dies" mid-pipeline.
     hang: bool,
+    /// How long handle_events takes (a slow but alive pipeline).
+    slow: Duration,
 }
 
 struct CountingHandler {
     commits: Arc<Commits>,
     hang: bool,
+    slow: Duration,
     stream: Option<i64>,
 }
 
@@ -88,6 +92,7 @@ impl Handler for CountingHandler {
         if self.hang {
             std::future::pending::<()>().await;
         }
+        tokio::time::sleep(self.slow).await;
         self.stream = Some(env.stream_id);
         Ok(events)
     }
@@ -116,6 +121,7 @@ impl HandlerFactory for CountingFactory {
         Box::new(CountingHandler {
             commits: self.commits.clone(),
             hang: self.hang,
+            slow: self.slow,
             stream: None,
         })
     }
@@ -142,9 +148,21 @@ fn worker(
     hang: bool,
     lease: Duration,
 ) -> PipelineWorker {
+    slow_worker(name, manager, commits, hang, lease, Duration::ZERO)
+}
+
+fn slow_worker(
+    name: &str,
+    manager: &Arc<TriggerManager>,
+    commits: &Arc<Commits>,
+    hang: bool,
+    lease: Duration,
+    slow: Duration,
+) -> PipelineWorker {
     let factory: Arc<dyn HandlerFactory> = Arc::new(CountingFactory {
         commits: commits.clone(),
         hang,
+        slow,
     });
     let mut pipelines = HashMap::new();
     pipelines.insert(
@@ -297,6 +315,151 @@ async fn dead_worker_claim_is_retried(store: Arc<dyn Store>) {
         .expect("find");
     assert_eq!(streams.len(), 1);
     assert_eq!(streams[0].state, StreamState::Completed);
+}
+
+async fn count_in(store: &Arc<dyn Store>, state: StreamState) -> u64 {
+    store
+        .count_streams(&StreamQuery {
+            state: Some(state),
+            ..Default::default()
+        })
+        .await
+        .expect("count")
+}
+
+/// Two workers, pipelines three times slower than the lease: the worker in hand keeps
+/// renewing its claim, so no stream is taken over and run again (before the heartbeat
+/// every stream was committed twice). Streams claimed in the same chunk wait their
+/// turn; those whose lease ran out meanwhile go to the other worker, and the first
+/// one skips them.
+async fn slow_pipelines_run_once_with_two_workers(store: Arc<dyn Store>) {
+    store.migrate().await.expect("migrate");
+    let manager = manager(store.clone());
+    let events: Vec<Event> = (0..3).map(create_end).collect();
+    manager.add_events(&events).await.expect("ingest");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let commits = Arc::new(Commits::default());
+    let lease = Duration::from_secs(1);
+    let slow = Duration::from_millis(2500);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..2 {
+        let w = slow_worker(&format!("w{i}"), &manager, &commits, false, lease, slow);
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let never = CancellationToken::new();
+            let mut lost = 0;
+            while count_in(&store, StreamState::Completed).await < 3 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(90),
+                    "streams never completed"
+                );
+                lost += w.run_once(&never).await.expect("pass").lost;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            lost
+        }));
+    }
+    let mut lost = 0;
+    for t in tasks {
+        lost += t.await.expect("worker task");
+    }
+    let by_stream = commits.by_stream.lock().unwrap().clone();
+    assert_eq!(by_stream.len(), 3, "every stream fired: {by_stream:?}");
+    assert!(
+        by_stream.values().all(|n| *n == 1),
+        "a stream's side effects ran more than once: {by_stream:?}"
+    );
+    eprintln!(
+        "3 slow streams, two workers: done in {:?}, {lost} claims skipped as lost",
+        started.elapsed()
+    );
+}
+
+/// A claim taken from a worker while its pipeline runs (as when the worker was cut off
+/// from the database for longer than the lease): its heartbeat notices, the commit
+/// gate refuses, nothing is committed; the worker that holds the stream now fires it.
+async fn a_worker_that_lost_its_claim_does_not_commit(store: Arc<dyn Store>) {
+    store.migrate().await.expect("migrate");
+    let manager = manager(store.clone());
+    manager.add_events(&[create_end(7)]).await.expect("ingest");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let commits = Arc::new(Commits::default());
+    let lease = Duration::from_secs(1);
+    let w = slow_worker(
+        "slow",
+        &manager,
+        &commits,
+        false,
+        lease,
+        Duration::from_secs(2),
+    );
+    let task = tokio::spawn(async move {
+        let never = CancellationToken::new();
+        w.run_once(&never).await.expect("pass")
+    });
+    let mut claimed = false;
+    for _ in 0..100 {
+        if count_in(&store, StreamState::Firing).await == 1 {
+            claimed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(claimed, "the slow worker never claimed the stream");
+    // Take the claim away, as a release after a long cut-off would.
+    let taken = store
+        .release_expired_claims(Utc::now() + ChronoDuration::hours(1))
+        .await
+        .expect("release");
+    assert_eq!(taken, 1);
+    let report = task.await.expect("slow worker");
+    // The run under the lost claim rolled back; the same pass then claimed the stream
+    // afresh (it was back in retry_fire) and fired it: one commit in all.
+    assert_eq!(report.lost, 1, "{report:?}");
+    assert_eq!(report.fired, 1, "{report:?}");
+    assert_eq!(
+        commits.by_stream.lock().unwrap().values().sum::<u32>(),
+        1,
+        "committed under a lost claim"
+    );
+    assert_eq!(count_in(&store, StreamState::Completed).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_slow_pipelines_run_once_with_two_workers() {
+    let (url, name) = fresh_mysql_db().await;
+    let store = store::open(&url).await.expect("open");
+    slow_pipelines_run_once_with_two_workers(store).await;
+    drop_mysql_db(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_slow_pipelines_run_once_with_two_workers() {
+    let dir = tempdir();
+    let url = format!("sqlite://{}/w.db", dir.display());
+    let store = store::open(&url).await.expect("open");
+    slow_pipelines_run_once_with_two_workers(store).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_a_worker_that_lost_its_claim_does_not_commit() {
+    let (url, name) = fresh_mysql_db().await;
+    let store = store::open(&url).await.expect("open");
+    a_worker_that_lost_its_claim_does_not_commit(store).await;
+    drop_mysql_db(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_worker_that_lost_its_claim_does_not_commit() {
+    let dir = tempdir();
+    let url = format!("sqlite://{}/w.db", dir.display());
+    let store = store::open(&url).await.expect("open");
+    a_worker_that_lost_its_claim_does_not_commit(store).await;
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

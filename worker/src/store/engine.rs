@@ -368,7 +368,9 @@ impl<B: Backend> SqlStore<B> {
             .bind_tuple(states.map(|s| Arg::from(s.as_i16())))
             .push(&format!(" AND {col} < "))
             .bind(micros(now))
-            .push(" LIMIT ")
+            .push(" AND (claim_until IS NULL OR claim_until < ")
+            .bind(micros(Utc::now()))
+            .push(") LIMIT ")
             .bind(i64::from(limit))
             .push(B::FOR_UPDATE_SKIP_LOCKED);
         let ids = conn
@@ -505,6 +507,33 @@ impl<B: Backend> Store for SqlStore<B> {
         retrying(move || self.claim_once(kind, now, limit, claim_until)).await
     }
 
+    async fn renew_claim(
+        &self,
+        stream_id: StreamId,
+        serial: i64,
+        claim_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut sql = Sql::new("UPDATE stream SET claim_until = ");
+        sql.bind(micros(claim_until))
+            .push(" WHERE id = ")
+            .bind(stream_id)
+            .push(" AND state_serial_no = ")
+            .bind(serial)
+            .push(" AND state IN ")
+            .bind_tuple([
+                Arg::from(StreamState::Firing.as_i16()),
+                Arg::from(StreamState::Expiring.as_i16()),
+            ]);
+        let sql = &sql;
+        retrying(move || async move {
+            let mut conn = self.backend.begin_write().await?;
+            let n = conn.execute(sql).await?;
+            conn.commit().await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn release_expired_claims(&self, wall_now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut sql = Sql::new("UPDATE stream SET state = CASE state WHEN ");
         sql.bind(StreamState::Firing.as_i16())
@@ -558,6 +587,7 @@ impl<B: Backend> Store for SqlStore<B> {
         serial: i64,
         outcome: Outcome,
     ) -> Result<bool, StoreError> {
+        let mut sql = Sql::new("UPDATE stream SET state = ");
         let state = match outcome {
             Outcome::Purge => {
                 return retrying(move || self.delete_stream_tx(stream_id, Some(serial))).await
@@ -565,10 +595,23 @@ impl<B: Backend> Store for SqlStore<B> {
             Outcome::Completed => StreamState::Completed,
             Outcome::Error => StreamState::Error,
             Outcome::ExpireError => StreamState::ExpireError,
+            Outcome::Retry { not_before } => {
+                sql.push("CASE state WHEN ")
+                    .bind(StreamState::Expiring.as_i16())
+                    .push(" THEN ")
+                    .bind(StreamState::RetryExpire.as_i16())
+                    .push(" ELSE ")
+                    .bind(StreamState::RetryFire.as_i16())
+                    .push(" END, state_serial_no = state_serial_no + 1, claim_until = ")
+                    .bind(micros(not_before));
+                StreamState::RetryFire
+            }
         };
-        let mut sql = Sql::new("UPDATE stream SET state = ");
-        sql.bind(state.as_i16())
-            .push(", state_serial_no = state_serial_no + 1, claim_until = NULL WHERE id = ")
+        if !matches!(outcome, Outcome::Retry { .. }) {
+            sql.bind(state.as_i16())
+                .push(", state_serial_no = state_serial_no + 1, claim_until = NULL");
+        }
+        sql.push(" WHERE id = ")
             .bind(stream_id)
             .push(" AND state_serial_no = ")
             .bind(serial);

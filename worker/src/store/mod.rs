@@ -290,6 +290,11 @@ pub enum ReadyKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Completed,
+    /// The run could not finish for a reason that passes (a broker away): back to
+    /// retry_fire / retry_expire, not claimed again before `not_before` (wall time).
+    Retry {
+        not_before: DateTime<Utc>,
+    },
     /// Delete the stream (and its memberships), for `purge_completed_streams`.
     Purge,
     /// Fire pipeline failed.
@@ -406,7 +411,9 @@ pub trait Store: Send + Sync {
 
     /// Atomically claims up to `limit` ready streams for one worker: moves them to
     /// firing/expiring, bumps their serial number, stops them collecting events and
-    /// sets `claim_until`. Two workers never claim the same stream.
+    /// sets `claim_until`. Two workers never claim the same stream. A retry_* stream
+    /// whose `claim_until` (its not-before time, see [`Outcome::Retry`]) is still in the
+    /// future (wall clock) is left alone.
     async fn claim_ready(
         &self,
         kind: ReadyKind,
@@ -414,6 +421,16 @@ pub trait Store: Send + Sync {
         limit: u32,
         claim_until: DateTime<Utc>,
     ) -> Result<Vec<Stream>, StoreError>;
+
+    /// Extends a claim that is still ours (the stream is still firing/expiring at
+    /// `serial`) to `claim_until`; false when the claim was lost. Pipeline workers call
+    /// it while a stream is in hand (a heartbeat) and right before side effects.
+    async fn renew_claim(
+        &self,
+        stream_id: StreamId,
+        serial: i64,
+        claim_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Moves streams whose claim ran out (a worker died mid-pipeline) back to
     /// retry_fire / retry_expire. Returns how many were released.

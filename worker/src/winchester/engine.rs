@@ -134,6 +134,8 @@ impl Engine {
             trim_events_batch_size: u32::try_from(s.trim_events_batch_size.max(1))
                 .unwrap_or(u32::MAX),
             statistics_period: s.statistics_period.max(Duration::from_secs(1)),
+            handler_timeout: s.pipeline_handler_timeout.max(Duration::from_millis(100)),
+            retry_delay: s.pipeline_retry_delay,
         };
         Ok(Engine {
             manager,

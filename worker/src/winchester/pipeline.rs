@@ -5,8 +5,12 @@
 //! list or add events to it. When every handler succeeded, `commit` is called on all
 //! of them (the place for side effects); when one failed, `rollback` is called on all
 //! of them instead and the run fails. Commit and rollback errors are logged and
-//! counted, never fatal. The events in the final list whose `message_id` was not among
-//! the input's are the run's new events, which the caller stores.
+//! counted, never fatal, except a commit that fails *retryably* (a broker away, a
+//! timeout): then the commits stop there and the caller runs the stream again later,
+//! so a notification to publish is never dropped. Before the first commit the run
+//! asks its [`CommitGate`] whether it still owns the stream, and every handler call
+//! can be bounded in time. The events in the final list whose `message_id` was not
+//! among the input's are the run's new events, which the caller stores.
 //!
 //! Handlers are made fresh for every run by their [`HandlerFactory`], which validated
 //! the handler's parameters once, at start-up.
@@ -43,14 +47,44 @@ impl PipelineEnv {
 #[error("{message}")]
 pub struct HandlerError {
     pub message: String,
+    /// The failure passes by itself (a broker away, a timeout): a commit that fails
+    /// this way sends the stream back to retry instead of dropping its side effects.
+    pub retryable: bool,
 }
 
 impl HandlerError {
     pub fn new(message: impl Into<String>) -> Self {
         HandlerError {
             message: message.into(),
+            retryable: false,
         }
     }
+
+    /// A failure worth running the pipeline again for, later.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        HandlerError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// Asked right before the first side effect (the commits) whether the run still owns
+/// its stream. A pipeline worker answers from its claim: a run whose claim was lost
+/// (its lease ran out and another worker took the stream) must not commit.
+#[async_trait]
+pub trait CommitGate: Send + Sync {
+    /// `Ok(())` to commit; `Err(reason)` to roll back instead.
+    async fn may_commit(&self) -> Result<(), String>;
+}
+
+/// How one run is bounded and guarded.
+#[derive(Default, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Upper bound on each handler call (`handle_events`, `commit`, `rollback`): a
+    /// handler that takes longer fails (a retryable failure in `commit`).
+    pub handler_timeout: Option<std::time::Duration>,
+    pub gate: Option<&'a dyn CommitGate>,
 }
 
 /// One step of a pipeline, made afresh for every stream.
@@ -86,6 +120,22 @@ pub enum PipelineError {
         pipeline: String,
         handler: String,
         /// The handler's place in the pipeline, from 1.
+        position: usize,
+        source: HandlerError,
+    },
+    /// The commit gate said no: nothing was committed, every handler rolled back.
+    #[error("pipeline {pipeline} did not commit: {reason}")]
+    NotCommitted { pipeline: String, reason: String },
+    /// A handler's commit failed in a way that passes: the handlers before it
+    /// committed, it and the ones after it did not (they were rolled back). Run the
+    /// whole pipeline again later; its side effects must tolerate that (deterministic
+    /// ids), which is why only commits that failed *retryably* come here.
+    #[error(
+        "pipeline {pipeline}: commit of handler {handler} (#{position}) must be retried: {source}"
+    )]
+    Retry {
+        pipeline: String,
+        handler: String,
         position: usize,
         source: HandlerError,
     },
@@ -141,15 +191,35 @@ impl Pipeline {
         events: Vec<Event>,
         debug: &DebugManager,
     ) -> Result<PipelineOutput, PipelineError> {
+        self.run_with(stream, events, debug, RunOptions::default())
+            .await
+    }
+
+    /// [`Pipeline::run`] with each handler call bounded by `options.handler_timeout`
+    /// and the commits guarded by `options.gate`. A commit that fails retryably stops
+    /// the commits there (the rest roll back) and returns [`PipelineError::Retry`].
+    pub async fn run_with(
+        &self,
+        stream: &Stream,
+        events: Vec<Event>,
+        debug: &DebugManager,
+        options: RunOptions<'_>,
+    ) -> Result<PipelineOutput, PipelineError> {
         let trigger = stream.name.as_str();
         let mut env = PipelineEnv::new(stream.id, stream.name.clone());
         let input_ids: HashSet<String> = events.iter().map(|e| e.message_id.clone()).collect();
         let mut handlers: Vec<Box<dyn Handler>> =
             self.factories.iter().map(|f| f.create()).collect();
+        let limit = options.handler_timeout;
 
         let mut events = events;
         for (i, handler) in handlers.iter_mut().enumerate() {
-            match handler.handle_events(events, &mut env).await {
+            let handled = bounded(
+                limit,
+                "handle_events",
+                handler.handle_events(events, &mut env),
+            );
+            match handled.await {
                 Ok(out) => events = out,
                 Err(source) => {
                     let err = PipelineError::Handler {
@@ -164,7 +234,7 @@ impl Pipeline {
                         stream.id
                     );
                     debug.bump(trigger, "Pipeline error", 1);
-                    self.rollback(&mut handlers, trigger, debug).await;
+                    self.rollback(&mut handlers, 0, trigger, debug, limit).await;
                     return Err(err);
                 }
             }
@@ -176,9 +246,43 @@ impl Pipeline {
             .filter(|e| !input_ids.contains(&e.message_id))
             .collect();
 
-        for (i, handler) in handlers.iter_mut().enumerate() {
-            match handler.commit(&env).await {
+        if let Some(gate) = options.gate {
+            if let Err(reason) = gate.may_commit().await {
+                tracing::warn!(
+                    "Pipeline {} for stream {} not committed: {reason}",
+                    self.name,
+                    stream.id
+                );
+                debug.bump(trigger, "Commit refused", 1);
+                self.rollback(&mut handlers, 0, trigger, debug, limit).await;
+                return Err(PipelineError::NotCommitted {
+                    pipeline: self.name.clone(),
+                    reason,
+                });
+            }
+        }
+
+        for i in 0..handlers.len() {
+            let committed = bounded(limit, "commit", handlers[i].commit(&env));
+            match committed.await {
                 Ok(()) => debug.bump(trigger, "Commit successful", 1),
+                Err(e) if e.retryable => {
+                    debug.bump(trigger, "Commit error", 1);
+                    tracing::warn!(
+                        "Commit of handler {} in pipeline {} (stream {}) failed, the stream will \
+                         be retried: {e}",
+                        self.handler_name(i),
+                        self.name,
+                        stream.id
+                    );
+                    self.rollback(&mut handlers, i, trigger, debug, limit).await;
+                    return Err(PipelineError::Retry {
+                        pipeline: self.name.clone(),
+                        handler: self.handler_name(i),
+                        position: i + 1,
+                        source: e,
+                    });
+                }
                 Err(e) => {
                     debug.bump(trigger, "Commit error", 1);
                     tracing::error!(
@@ -196,11 +300,13 @@ impl Pipeline {
     async fn rollback(
         &self,
         handlers: &mut [Box<dyn Handler>],
+        from: usize,
         trigger: &str,
         debug: &DebugManager,
+        limit: Option<std::time::Duration>,
     ) {
-        for (i, handler) in handlers.iter_mut().enumerate() {
-            match handler.rollback().await {
+        for (i, handler) in handlers.iter_mut().enumerate().skip(from) {
+            match bounded(limit, "rollback", handler.rollback()).await {
                 Ok(()) => debug.bump(trigger, "Rollback successful", 1),
                 Err(e) => {
                     debug.bump(trigger, "Rollback error", 1);
@@ -222,6 +328,25 @@ impl Pipeline {
     }
 }
 
+/// Runs one handler call under the pipeline's time limit; running out is a retryable
+/// handler failure (the call may have been waiting on something that comes back).
+async fn bounded<T>(
+    limit: Option<std::time::Duration>,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, HandlerError>>,
+) -> Result<T, HandlerError> {
+    match limit {
+        None => call.await,
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => Err(HandlerError::retryable(format!(
+                "{what} took longer than {}s",
+                limit.as_secs_f64()
+            ))),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +363,10 @@ mod tests {
         Never,
         Handle,
         Commit,
+        /// The commit fails in a way that passes (the broker away).
+        CommitRetryable,
+        /// The commit never returns.
+        CommitHangs,
         Rollback,
     }
 
@@ -311,8 +440,11 @@ mod tests {
         async fn commit(&mut self, env: &PipelineEnv) -> Result<(), HandlerError> {
             self.note("commit");
             assert!(env.notifications.contains_key("seen"));
-            if self.fail == Fail::Commit {
-                return Err(HandlerError::new("commit failed"));
+            match self.fail {
+                Fail::Commit => return Err(HandlerError::new("commit failed")),
+                Fail::CommitRetryable => return Err(HandlerError::retryable("broker away")),
+                Fail::CommitHangs => std::future::pending::<()>().await,
+                _ => {}
             }
             Ok(())
         }
@@ -458,7 +590,10 @@ mod tests {
             let err = p.run(&stream(), input(), &debug).await.unwrap_err();
             let PipelineError::Handler {
                 handler, position, ..
-            } = &err;
+            } = &err
+            else {
+                panic!("not a handler failure: {err:?}");
+            };
             assert_eq!(*position, failing + 1);
             assert_eq!(handler, &format!("h{}", failing + 1));
             assert!(err.to_string().contains("whoa!"), "{err}");
@@ -555,5 +690,113 @@ mod tests {
         p.run(&stream(), input(), &debug).await.unwrap();
         p.run(&stream(), vec![], &debug).await.unwrap();
         assert_eq!(*made.lock().unwrap(), 2);
+    }
+
+    struct Gate(Result<(), String>);
+
+    #[async_trait]
+    impl CommitGate for Gate {
+        async fn may_commit(&self) -> Result<(), String> {
+            self.0.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gate_that_says_no_rolls_everything_back() {
+        let j: Journal = Default::default();
+        let p = Pipeline::new(
+            "gated",
+            vec![
+                factory(&j, "h1", Fail::Never, 1),
+                factory(&j, "h2", Fail::Never, 0),
+            ],
+        );
+        let gate = Gate(Err("claim lost".into()));
+        let options = RunOptions {
+            gate: Some(&gate),
+            ..Default::default()
+        };
+        let debug = DebugManager::new([]);
+        let err = p
+            .run_with(&stream(), input(), &debug, options)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PipelineError::NotCommitted { .. }), "{err:?}");
+        assert!(err.to_string().contains("claim lost"), "{err}");
+        let got = journal_of(&j);
+        assert!(got.iter().all(|s| !s.ends_with(":commit")), "{got:?}");
+        assert!(got.contains(&"h1:rollback".to_string()), "{got:?}");
+        assert!(got.contains(&"h2:rollback".to_string()), "{got:?}");
+
+        // A gate that says yes changes nothing.
+        let j2: Journal = Default::default();
+        let p = Pipeline::new("gated", vec![factory(&j2, "h1", Fail::Never, 1)]);
+        let gate = Gate(Ok(()));
+        let options = RunOptions {
+            gate: Some(&gate),
+            ..Default::default()
+        };
+        let out = p
+            .run_with(&stream(), input(), &debug, options)
+            .await
+            .unwrap();
+        assert_eq!(out.new_events.len(), 1);
+        assert!(journal_of(&j2).contains(&"h1:commit".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_retryable_commit_failure_stops_the_commits_there() {
+        let j: Journal = Default::default();
+        let p = Pipeline::new(
+            "publish",
+            vec![
+                factory(&j, "h1", Fail::Never, 0),
+                factory(&j, "h2", Fail::CommitRetryable, 0),
+                factory(&j, "h3", Fail::Never, 0),
+            ],
+        );
+        let debug = DebugManager::new([]);
+        let err = p.run(&stream(), input(), &debug).await.unwrap_err();
+        let PipelineError::Retry {
+            handler, position, ..
+        } = &err
+        else {
+            panic!("not a retry: {err:?}");
+        };
+        assert_eq!((handler.as_str(), *position), ("h2", 2));
+        let got = journal_of(&j);
+        let tail: Vec<&str> = got
+            .iter()
+            .filter(|s| !s.contains(":handle"))
+            .map(String::as_str)
+            .collect();
+        // h1 committed; h2 failed, then it and h3 are rolled back, h3 never commits.
+        assert_eq!(
+            tail,
+            vec!["h1:commit", "h2:commit", "h2:rollback", "h3:rollback"]
+        );
+    }
+
+    #[tokio::test]
+    async fn handler_calls_are_bounded_in_time() {
+        let j: Journal = Default::default();
+        let p = Pipeline::new("slow", vec![factory(&j, "h1", Fail::CommitHangs, 0)]);
+        let debug = DebugManager::new([]);
+        let options = RunOptions {
+            handler_timeout: Some(std::time::Duration::from_millis(200)),
+            ..Default::default()
+        };
+        let err = p
+            .run_with(&stream(), input(), &debug, options)
+            .await
+            .unwrap_err();
+        let PipelineError::Retry { source, .. } = &err else {
+            panic!("a commit that times out is retried: {err:?}");
+        };
+        assert!(source.retryable);
+        assert!(
+            source.message.contains("commit took longer than 0.2s"),
+            "{source}"
+        );
     }
 }

@@ -7,22 +7,32 @@
 //! - A claim has a lease: a worker that dies mid-pipeline leaves a stream in firing or
 //!   expiring only until the lease runs out, then any worker moves it to retry and it
 //!   runs again (the original left it in firing forever).
+//! - A stream in hand keeps its claim: a heartbeat renews the lease while its pipeline
+//!   runs, and the claim is confirmed again right before the pipeline's side effects
+//!   (commits). A worker that lost its claim (it was too slow, or cut off from the
+//!   database longer than the lease) rolls back instead of committing, so a stream's
+//!   side effects happen once while its worker is alive.
+//! - Every handler call has a time limit; a commit that fails in a way that passes (the
+//!   broker away) sends the stream to retry_fire / retry_expire, claimed again after
+//!   `retry_delay`, rather than dropping what it had to publish.
 //! - Shutdown (SIGTERM) is checked between streams: the stream in hand is finished.
 
 use super::clock::Clock;
 use super::debug::DebugManager;
 use super::definition::TriggerDefinition;
 use super::ingest::TriggerManager;
-use super::pipeline::Pipeline;
+use super::pipeline::{CommitGate, Pipeline, PipelineError, RunOptions};
 use crate::event::Event;
-use crate::store::{Outcome, ReadyKind, Store, StoreError, Stream};
+use crate::store::{Outcome, ReadyKind, Store, StoreError, Stream, StreamId};
 use crate::timex::Expression;
+use async_trait::async_trait;
 use chrono::Utc;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +54,11 @@ pub struct WorkerSettings {
     pub trim_events_age: Option<Expression>,
     pub trim_events_batch_size: u32,
     pub statistics_period: Duration,
+    /// Upper bound on each handler call of a pipeline (`pipeline_handler_timeout`).
+    pub handler_timeout: Duration,
+    /// How long a stream whose commit failed retryably waits before it is claimed
+    /// again (`pipeline_retry_delay`).
+    pub retry_delay: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -56,6 +71,8 @@ impl Default for WorkerSettings {
             trim_events_age: None,
             trim_events_batch_size: 100,
             statistics_period: Duration::from_secs(10),
+            handler_timeout: Duration::from_secs(60),
+            retry_delay: Duration::from_secs(60),
         }
     }
 }
@@ -66,7 +83,7 @@ type Labels = Vec<(String, String)>;
 /// Prometheus metrics of a pipeline worker.
 #[derive(Clone)]
 pub struct WorkerMetrics {
-    /// Streams processed, by kind (fire/expire) and result (completed/error/lost).
+    /// Streams processed, by kind (fire/expire) and result (completed/error/retry/lost).
     pub streams: Family<Labels, Counter>,
     pub pipeline_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub claims_released: Counter,
@@ -130,12 +147,137 @@ pub struct PassReport {
     pub errors: u64,
     pub trimmed: u64,
     pub released: u64,
+    /// Streams sent back to retry (a commit failed retryably).
+    pub retried: u64,
+    /// Streams whose claim this worker lost before committing (nothing committed).
+    pub lost: u64,
 }
 
 impl PassReport {
     /// Whether the pass found any work.
     pub fn is_idle(&self) -> bool {
-        self.fired + self.expired + self.errors + self.trimmed + self.released == 0
+        self.fired
+            + self.expired
+            + self.errors
+            + self.trimmed
+            + self.released
+            + self.retried
+            + self.lost
+            == 0
+    }
+}
+
+/// How one claimed stream's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    Completed,
+    Failed,
+    /// A commit failed retryably: the stream goes back to retry.
+    Retry,
+    /// The claim was lost before the side effects: nothing committed, nothing recorded
+    /// (the worker that holds the stream now records it).
+    Lost,
+}
+
+/// The claim on one stream in hand: renews it (the heartbeat) and answers the
+/// pipeline's commit gate. Renewals are round trips, so one is skipped while the last
+/// confirmation is recent: a claim confirmed less than a third of a lease ago holds
+/// for at least two thirds of one more, whatever another worker does (claims are
+/// released only after `claim_until`, by wall clock; pods' clocks may differ by far
+/// less than a lease).
+struct Claim {
+    store: Arc<dyn Store>,
+    stream_id: StreamId,
+    serial: i64,
+    lease: Duration,
+    confirmed_at: Mutex<Instant>,
+    lost: AtomicBool,
+}
+
+impl Claim {
+    fn new(store: Arc<dyn Store>, stream: &Stream, lease: Duration, claimed_at: Instant) -> Self {
+        Claim {
+            store,
+            stream_id: stream.id,
+            serial: stream.state_serial_no,
+            lease,
+            confirmed_at: Mutex::new(claimed_at),
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    fn fresh(&self) -> bool {
+        let at = *self.confirmed_at.lock().unwrap_or_else(|p| p.into_inner());
+        at.elapsed() < self.lease / 3
+    }
+
+    /// Extends the lease; `Ok(false)` once the claim is lost (it stays lost).
+    async fn renew(&self) -> Result<bool, StoreError> {
+        if self.lost.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let asked = Instant::now();
+        let until = Utc::now()
+            + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(300));
+        let renewal = self.store.renew_claim(self.stream_id, self.serial, until);
+        let ours = match tokio::time::timeout(self.lease / 3, renewal).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "renewing the claim took longer than a third of the lease".into(),
+                ))
+            }
+        };
+        if ours {
+            *self.confirmed_at.lock().unwrap_or_else(|p| p.into_inner()) = asked;
+        } else {
+            self.lost.store(true, Ordering::Release);
+        }
+        Ok(ours)
+    }
+
+    /// The heartbeat's beat: renew, and say so when it fails (the run goes on; the
+    /// commit gate decides).
+    async fn beat(&self) {
+        match self.renew().await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                stream = self.stream_id,
+                "claim lost while the pipeline ran (lease ran out); it will not commit"
+            ),
+            Err(e) => tracing::warn!(
+                stream = self.stream_id,
+                error = %e,
+                "cannot renew the claim; retrying at the next beat"
+            ),
+        }
+    }
+
+    /// Whether the stream is still ours, with a round trip only when the last
+    /// confirmation is not recent.
+    async fn still_ours(&self) -> Result<bool, StoreError> {
+        if self.lost.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        if self.fresh() {
+            return Ok(true);
+        }
+        self.renew().await
+    }
+}
+
+#[async_trait]
+impl CommitGate for Claim {
+    async fn may_commit(&self) -> Result<(), String> {
+        match self.still_ours().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(
+                "the stream's claim was lost (its lease ran out and another \
+                              worker may hold it)"
+                    .into(),
+            ),
+            Err(e) => Err(format!("cannot confirm the stream's claim: {e}")),
+        }
     }
 }
 
@@ -213,6 +355,7 @@ impl PipelineWorker {
                 let chunk = CLAIM_CHUNK.min(self.settings.batch_size - handled);
                 let lease = chrono::Duration::from_std(self.settings.lease)
                     .unwrap_or(chrono::Duration::seconds(300));
+                let claimed_at = Instant::now();
                 let streams = self
                     .store()
                     .claim_ready(kind, self.clock().now(), chunk, Utc::now() + lease)
@@ -223,11 +366,18 @@ impl PipelineWorker {
                 handled += streams.len() as u32;
                 let mut streams = streams.into_iter();
                 for stream in streams.by_ref() {
-                    let ok = self.process(kind, &stream).await?;
-                    match (kind, ok) {
-                        (ReadyKind::Fire, true) => report.fired += 1,
-                        (ReadyKind::Expire, true) => report.expired += 1,
-                        (_, false) => report.errors += 1,
+                    let claim = Claim::new(
+                        self.store().clone(),
+                        &stream,
+                        self.settings.lease,
+                        claimed_at,
+                    );
+                    match (kind, self.process(kind, &stream, &claim).await?) {
+                        (ReadyKind::Fire, RunEnd::Completed) => report.fired += 1,
+                        (ReadyKind::Expire, RunEnd::Completed) => report.expired += 1,
+                        (_, RunEnd::Failed) => report.errors += 1,
+                        (_, RunEnd::Retry) => report.retried += 1,
+                        (_, RunEnd::Lost) => report.lost += 1,
                     }
                     if shutdown.is_cancelled() {
                         break;
@@ -271,8 +421,12 @@ impl PipelineWorker {
     }
 
     /// Runs the fire or expire pipeline of one claimed stream and records the outcome.
-    /// Returns whether the stream completed.
-    async fn process(&self, kind: ReadyKind, stream: &Stream) -> Result<bool, StoreError> {
+    async fn process(
+        &self,
+        kind: ReadyKind,
+        stream: &Stream,
+        claim: &Claim,
+    ) -> Result<RunEnd, StoreError> {
         let (kind_label, counter, fail) = match kind {
             ReadyKind::Fire => ("fire", "Streams fired", Outcome::Error),
             ReadyKind::Expire => ("expire", "Streams expired", Outcome::ExpireError),
@@ -286,10 +440,20 @@ impl PipelineWorker {
                 1,
             );
             self.finish(kind_label, stream, fail).await?;
-            return Ok(false);
+            return Ok(RunEnd::Failed);
         };
+        // Streams of a chunk wait their turn; one that waited long may have been
+        // released to another worker meanwhile.
+        if !claim.still_ours().await? {
+            tracing::warn!(
+                stream = stream.id,
+                "claim ran out before the stream's turn; another worker retries it"
+            );
+            self.count(kind_label, "lost");
+            return Ok(RunEnd::Lost);
+        }
         let pipeline_name = pipeline_of(trigger, kind);
-        let completed = match pipeline_name {
+        let end = match pipeline_name {
             None => {
                 tracing::debug!(
                     stream = stream.id,
@@ -301,7 +465,7 @@ impl PipelineWorker {
                 };
                 self.debug()
                     .bump(&stream.name, &format!("{what} '{}'", stream.name), 1);
-                true
+                RunEnd::Completed
             }
             Some(name) => match self.pipelines.get(name) {
                 None => {
@@ -312,12 +476,24 @@ impl PipelineWorker {
                     );
                     self.debug()
                         .bump(&stream.name, &format!("Unknown pipeline '{name}'"), 1);
-                    false
+                    RunEnd::Failed
                 }
-                Some(pipeline) => self.run_pipeline(kind_label, pipeline, stream).await?,
+                Some(pipeline) => {
+                    self.run_pipeline(kind_label, pipeline, stream, claim)
+                        .await?
+                }
             },
         };
-        if completed {
+        if end == RunEnd::Lost {
+            self.count(kind_label, "lost");
+        } else if end == RunEnd::Retry {
+            let delay = chrono::Duration::from_std(self.settings.retry_delay)
+                .unwrap_or(chrono::Duration::seconds(60));
+            let outcome = Outcome::Retry {
+                not_before: Utc::now() + delay,
+            };
+            self.finish(kind_label, stream, outcome).await?;
+        } else if end == RunEnd::Completed {
             let outcome = if self.settings.purge_completed_streams {
                 Outcome::Purge
             } else {
@@ -333,7 +509,17 @@ impl PipelineWorker {
         } else {
             self.finish(kind_label, stream, fail).await?;
         }
-        Ok(completed)
+        Ok(end)
+    }
+
+    fn count(&self, kind_label: &str, result: &str) {
+        self.metrics
+            .streams
+            .get_or_create(&vec![
+                ("kind".to_string(), kind_label.to_string()),
+                ("result".to_string(), result.to_string()),
+            ])
+            .inc();
     }
 
     async fn run_pipeline(
@@ -341,7 +527,8 @@ impl PipelineWorker {
         kind_label: &str,
         pipeline: &Pipeline,
         stream: &Stream,
-    ) -> Result<bool, StoreError> {
+        claim: &Claim,
+    ) -> Result<RunEnd, StoreError> {
         let started = Instant::now();
         let events: Vec<Event> = self
             .store()
@@ -350,7 +537,23 @@ impl PipelineWorker {
             .into_iter()
             .map(|s| s.event)
             .collect();
-        let result = pipeline.run(stream, events, self.debug()).await;
+        let options = RunOptions {
+            handler_timeout: Some(self.settings.handler_timeout),
+            gate: Some(claim),
+        };
+        let run = pipeline.run_with(stream, events, self.debug(), options);
+        tokio::pin!(run);
+        // The heartbeat: renew the claim every third of a lease while the run goes on,
+        // in this task (the run is never cancelled half-way through a commit).
+        let period = self.settings.lease / 3;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                _ = heartbeat.tick() => claim.beat().await,
+            }
+        };
         self.metrics
             .pipeline_seconds
             .get_or_create(&vec![("kind".to_string(), kind_label.to_string())])
@@ -372,11 +575,21 @@ impl PipelineWorker {
                             .extend(output.new_events);
                     }
                 }
-                Ok(true)
+                Ok(RunEnd::Completed)
             }
-            Err(e) => {
+            Err(PipelineError::NotCommitted { reason, .. }) => {
+                tracing::warn!(stream = stream.id, pipeline = %pipeline.name(), %reason,
+                    "pipeline rolled back before its side effects");
+                Ok(RunEnd::Lost)
+            }
+            Err(e @ PipelineError::Retry { .. }) => {
+                tracing::warn!(stream = stream.id, pipeline = %pipeline.name(), error = %e,
+                    retry_in_s = self.settings.retry_delay.as_secs(), "stream will be retried");
+                Ok(RunEnd::Retry)
+            }
+            Err(e @ PipelineError::Handler { .. }) => {
                 tracing::error!(stream = stream.id, pipeline = %pipeline.name(), error = %e, "pipeline failed");
-                Ok(false)
+                Ok(RunEnd::Failed)
             }
         }
     }
@@ -401,15 +614,10 @@ impl PipelineWorker {
             match outcome {
                 Outcome::Completed | Outcome::Purge => "completed",
                 Outcome::Error | Outcome::ExpireError => "error",
+                Outcome::Retry { .. } => "retry",
             }
         };
-        self.metrics
-            .streams
-            .get_or_create(&vec![
-                ("kind".to_string(), kind_label.to_string()),
-                ("result".to_string(), result.to_string()),
-            ])
-            .inc();
+        self.count(kind_label, result);
         Ok(())
     }
 

@@ -41,6 +41,8 @@ macro_rules! store_conformance {
             concurrent_claimers_claim_each_stream_once,
             expired_claims_are_released_and_retried,
             finish_stream_outcomes,
+            claims_renew_while_ours,
+            retry_outcome_waits_its_turn,
             trim_events_oldest_first,
             find_and_count_streams,
             find_and_count_events,
@@ -1336,4 +1338,149 @@ pub async fn untyped_trait_matches(store: Arc<dyn Store>) {
     // A trait stored in none of the readings' columns, or not at all, matches nothing.
     check("count", TraitOp::Eq, "three", vec![]).await;
     check("missing", TraitOp::Lt, "8", vec![]).await;
+}
+
+/// A claim is renewed while the stream is still ours (same serial, still firing);
+/// once released or finished, renewing says no and changes nothing.
+pub async fn claims_renew_while_ours(store: Arc<dyn Store>) {
+    // Two events per instance: the test trigger fires at two.
+    let events = [
+        inst("r-a", "i-r", secs(0)),
+        inst("r-a2", "i-r", secs(1)),
+        inst("r-b", "i-s", secs(0)),
+        inst("r-b2", "i-s", secs(1)),
+    ];
+    store.ingest(&events, &rules(), secs(1)).await.unwrap();
+    let claimed = store
+        .claim_ready(ReadyKind::Fire, secs(2), 10, secs(100))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let (a, b) = (&claimed[0], &claimed[1]);
+    // Renewed: the release that would have taken it at 150 s leaves it alone.
+    assert!(store
+        .renew_claim(a.id, a.state_serial_no, secs(200))
+        .await
+        .unwrap());
+    let after = store.get_stream(a.id).await.unwrap().unwrap();
+    assert_eq!(after.claim_until, Some(secs(200)));
+    assert_eq!(
+        after.state_serial_no, a.state_serial_no,
+        "renewing keeps the serial"
+    );
+    assert_eq!(store.release_expired_claims(secs(150)).await.unwrap(), 1);
+    assert_eq!(
+        store.get_stream(a.id).await.unwrap().unwrap().state,
+        StreamState::Firing
+    );
+    // b was released: its old claim cannot be renewed, nor finished.
+    assert!(!store
+        .renew_claim(b.id, b.state_serial_no, secs(300))
+        .await
+        .unwrap());
+    let b_after = store.get_stream(b.id).await.unwrap().unwrap();
+    assert_eq!(b_after.state, StreamState::RetryFire);
+    assert_eq!(b_after.claim_until, None);
+    // A stale serial never renews; a finished stream neither.
+    assert!(!store
+        .renew_claim(a.id, a.state_serial_no - 1, secs(300))
+        .await
+        .unwrap());
+    assert!(store
+        .finish_stream(a.id, a.state_serial_no, Outcome::Completed)
+        .await
+        .unwrap());
+    assert!(!store
+        .renew_claim(a.id, a.state_serial_no, secs(300))
+        .await
+        .unwrap());
+    assert!(!store.renew_claim(999_999, 0, secs(300)).await.unwrap());
+}
+
+/// `Outcome::Retry` puts a firing stream in retry_fire and an expiring one in
+/// retry_expire; neither is claimed again before its not-before time (wall clock).
+pub async fn retry_outcome_waits_its_turn(store: Arc<dyn Store>) {
+    let events = [
+        inst("q-a", "i-q", secs(0)),
+        inst("q-a2", "i-q", secs(1)),
+        inst("q-b", "i-p", secs(0)),
+        inst("q-b2", "i-p", secs(1)),
+    ];
+    store.ingest(&events, &rules(), secs(1)).await.unwrap();
+    let fire = store
+        .claim_ready(ReadyKind::Fire, secs(2), 1, secs(100))
+        .await
+        .unwrap();
+    let expire = store
+        .claim_ready(ReadyKind::Expire, secs(99_999), 1, secs(100))
+        .await
+        .unwrap();
+    assert_eq!((fire.len(), expire.len()), (1, 1));
+    let later = Utc::now() + Duration::hours(1);
+    let (f, e) = (&fire[0], &expire[0]);
+    for s in [f, e] {
+        assert!(store
+            .finish_stream(
+                s.id,
+                s.state_serial_no,
+                Outcome::Retry { not_before: later }
+            )
+            .await
+            .unwrap());
+    }
+    let f_after = store.get_stream(f.id).await.unwrap().unwrap();
+    let e_after = store.get_stream(e.id).await.unwrap().unwrap();
+    assert_eq!(f_after.state, StreamState::RetryFire);
+    assert_eq!(e_after.state, StreamState::RetryExpire);
+    assert_eq!(f_after.state_serial_no, f.state_serial_no + 1);
+    // Not before its time, even though the stream's own time has long passed…
+    for kind in [ReadyKind::Fire, ReadyKind::Expire] {
+        let got = store
+            .claim_ready(kind, secs(999_999), 10, secs(100))
+            .await
+            .unwrap();
+        assert!(
+            got.is_empty(),
+            "{kind:?} claimed before its retry time: {got:?}"
+        );
+    }
+    // …nor released as a dead claim.
+    assert_eq!(
+        store
+            .release_expired_claims(later + Duration::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
+    // Once its time has come, a retried stream is claimed again.
+    store
+        .ingest(
+            &[inst("q-c", "i-o", secs(0)), inst("q-c2", "i-o", secs(1))],
+            &rules(),
+            secs(1),
+        )
+        .await
+        .unwrap();
+    let c = store
+        .claim_ready(ReadyKind::Fire, secs(2), 10, secs(100))
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 1, "only the new stream is claimable: {c:?}");
+    let past = Utc::now() - Duration::seconds(1);
+    assert!(store
+        .finish_stream(
+            c[0].id,
+            c[0].state_serial_no,
+            Outcome::Retry { not_before: past }
+        )
+        .await
+        .unwrap());
+    let again = store
+        .claim_ready(ReadyKind::Fire, secs(2), 10, secs(100))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, c[0].id);
+    assert_eq!(again[0].state, StreamState::Firing);
+    assert_eq!(again[0].claim_until, Some(secs(100)));
 }

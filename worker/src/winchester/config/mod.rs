@@ -2,7 +2,8 @@
 //! definitions, trigger definitions, pipelines, handlers).
 //!
 //! Settings and defaults are the original's (`config_description` of its trigger and
-//! pipeline managers), plus `pipeline_worker_lease` and `ingest_batch_size`. The
+//! pipeline managers), plus `pipeline_worker_lease`, `pipeline_handler_timeout`,
+//! `pipeline_retry_delay` and `ingest_batch_size`. The
 //! original's files load unchanged: settings we do not use (`logging_config`,
 //! `log_level`, `time_sync_endpoint`) and unknown keys are warnings, not errors.
 //! Python trait plugins (`distiller_trait_plugins`) cannot be loaded and are an error.
@@ -83,6 +84,12 @@ pub struct WinchesterConfig {
     /// How long a pipeline worker's claim on a stream lasts before another worker
     /// may retry it (300 s).
     pub pipeline_worker_lease: Duration,
+    /// Upper bound on each pipeline handler call, e.g. notabene waiting for the
+    /// broker's confirm (60 s).
+    pub pipeline_handler_timeout: Duration,
+    /// How long a stream whose pipeline could not commit (the broker away) waits
+    /// before it is retried (60 s).
+    pub pipeline_retry_delay: Duration,
     /// Notifications distilled and stored per transaction (100).
     pub ingest_batch_size: usize,
 }
@@ -107,6 +114,8 @@ impl WinchesterConfig {
             catch_all_notifications: false,
             time_sync_endpoint: None,
             pipeline_worker_lease: Duration::from_secs(300),
+            pipeline_handler_timeout: Duration::from_secs(60),
+            pipeline_retry_delay: Duration::from_secs(60),
             ingest_batch_size: 100,
         }
     }
@@ -152,6 +161,8 @@ const KNOWN_KEYS: &[&str] = &[
     "log_level",
     "distiller_trait_plugins",
     "pipeline_worker_lease",
+    "pipeline_handler_timeout",
+    "pipeline_retry_delay",
     "ingest_batch_size",
 ];
 
@@ -310,6 +321,12 @@ pub fn parse_settings_with_url(
             "statistics_period" => set_seconds(&mut cfg.statistics_period, value, key, &mut d),
             "pipeline_worker_lease" => {
                 set_seconds(&mut cfg.pipeline_worker_lease, value, key, &mut d)
+            }
+            "pipeline_handler_timeout" => {
+                set_seconds(&mut cfg.pipeline_handler_timeout, value, key, &mut d)
+            }
+            "pipeline_retry_delay" => {
+                set_seconds(&mut cfg.pipeline_retry_delay, value, key, &mut d)
             }
             "purge_completed_streams" => {
                 set_bool(&mut cfg.purge_completed_streams, value, key, &mut d)

@@ -8,7 +8,7 @@
 
 use super::{warn_unknown_params, HandlerConfigError};
 use crate::event::Event;
-use crate::notabene::{AmqpParams, NotificationSink, PublishTarget};
+use crate::notabene::{AmqpParams, NotificationSink, PublishError, PublishTarget};
 use crate::winchester::pipeline::{Handler, HandlerError, HandlerFactory, PipelineEnv};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -195,14 +195,16 @@ impl Handler for NotabeneHandler {
         Ok(events)
     }
 
-    /// Publishes every pending notification; one that fails is logged and the others
-    /// still go. Failures make the commit report an error (counted as "Commit error"),
-    /// which never fails the stream.
+    /// Publishes the pending notifications in order, each confirmed by the broker. The
+    /// first that cannot be published stops the commit with a *retryable* error: the
+    /// worker puts the stream back to retry and the whole pipeline runs again later, so
+    /// a notification is never dropped because the broker was away. Those published
+    /// before the failure are published again then; they carry the same message_id
+    /// (pipelines make ids deterministically), which consumers use to drop repeats.
     async fn commit(&mut self, _env: &PipelineEnv) -> Result<(), HandlerError> {
         let pending = std::mem::take(&mut self.pending);
         let total = pending.len();
-        let mut failed = 0usize;
-        for notification in &pending {
+        for (done, notification) in pending.iter().enumerate() {
             let event_type = notification
                 .get("event_type")
                 .and_then(Value::as_str)
@@ -213,15 +215,17 @@ impl Handler for NotabeneHandler {
                 self.target.queue_name
             );
             if let Err(e) = self.sink.publish(&self.target, notification).await {
-                failed += 1;
                 tracing::error!("notabene: publishing '{event_type}' failed: {e}");
+                let message = format!(
+                    "notification {} of {total} could not be published to exchange '{}': {e}",
+                    done + 1,
+                    self.target.exchange
+                );
+                return Err(match e {
+                    PublishError::Encode(_) => HandlerError::new(message),
+                    _ => HandlerError::retryable(message),
+                });
             }
-        }
-        if failed > 0 {
-            return Err(HandlerError::new(format!(
-                "{failed} of {total} notifications could not be published to exchange '{}'",
-                self.target.exchange
-            )));
         }
         Ok(())
     }
@@ -235,7 +239,7 @@ impl Handler for NotabeneHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notabene::{PublishError, RecordingSink};
+    use crate::notabene::RecordingSink;
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -365,7 +369,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn publish_errors_are_reported_after_trying_every_notification() {
+    async fn a_failed_publish_stops_the_commit_retryably() {
         let sink = Arc::new(FailingSink {
             calls: AtomicUsize::new(0),
         });
@@ -382,7 +386,9 @@ mod tests {
         let mut h = f.create();
         h.handle_events(vec![], &mut env).await.unwrap();
         let err = h.commit(&env).await.unwrap_err();
-        assert_eq!(sink.calls.load(Ordering::SeqCst), 2);
-        assert!(err.to_string().contains("2 of 2"), "{err}");
+        // The rest are not tried: the whole pipeline runs again later.
+        assert_eq!(sink.calls.load(Ordering::SeqCst), 1);
+        assert!(err.retryable, "{err:?}");
+        assert!(err.to_string().contains("1 of 2"), "{err}");
     }
 }

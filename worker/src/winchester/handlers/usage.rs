@@ -412,23 +412,21 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
     u128::from_str_radix(&hex, 16).ok().map(Uuid::from_u128)
 }
 
-/// uuid5(original message_id, event_type), so a replay makes the same ids; a random
-/// id when the original one is missing or not a UUID.
+/// uuid5(original message_id, event_type), so a replay (or a pipeline run again after
+/// a failure) makes the same ids and stores nothing twice. Where the original drew a
+/// random id (the original id missing or not a UUID), ours is still deterministic:
+/// uuid5 of a fixed namespace and both texts.
 pub fn generate_new_id(original_message_id: &str, event_type: &str) -> String {
-    if original_message_id.is_empty() {
-        tracing::error!(
-            "Generating {event_type}, but original message missing original_message_id."
-        );
-        return Uuid::new_v4().to_string();
-    }
     match parse_uuid(original_message_id) {
         Some(ns) => Uuid::new_v5(&ns, event_type.as_bytes()).to_string(),
         None => {
-            tracing::error!(
+            tracing::warn!(
                 "Generating {event_type}: original message_id '{original_message_id}' is not a \
-                 UUID; using a random id"
+                 UUID; deriving the id from its text"
             );
-            Uuid::new_v4().to_string()
+            let ns = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:stv3:pipeline-event-id");
+            let name = format!("{original_message_id}\n{event_type}");
+            Uuid::new_v5(&ns, name.as_bytes()).to_string()
         }
     }
 }
@@ -522,7 +520,7 @@ impl UsageHandler {
             traits.insert("warnings".to_string(), text(self.warnings.join(", ")));
             events.push(Event {
                 event_type: WARNINGS.to_string(),
-                message_id: Uuid::new_v4().to_string(),
+                message_id: generate_new_id(&exists.message_id, WARNINGS),
                 timestamp: exists.timestamp,
                 traits,
             });
@@ -566,7 +564,8 @@ fn trailing_block_failure(first: &Event, stream_id: i64) -> Event {
     traits.insert("error_code".to_string(), text("U0"));
     Event {
         event_type: FAILED.to_string(),
-        message_id: Uuid::new_v4().to_string(),
+        // Keyed by the first trailing event (there is no `.exists`) and the code.
+        message_id: generate_new_id(&first.message_id, &format!("{FAILED} U0")),
         timestamp: first.timestamp,
         traits,
     }
@@ -977,11 +976,15 @@ mod tests {
                 "519b0130-8b4f-5287-8eca-3637e648b9df"
             );
         }
-        // Not a UUID, or empty: random.
+        // Not a UUID, or empty: the original drew a random id; ours is derived from
+        // the texts, so a run made again stores nothing twice.
+        let mut seen = std::collections::HashSet::new();
         for bad in ["", "not-a-uuid", "g5a3a7c2-5c7d-4c1a-9b0e-0a1b2c3d4e5f"] {
             let a = generate_new_id(bad, VERIFIED);
-            assert_ne!(a, generate_new_id(bad, VERIFIED));
+            assert_eq!(a, generate_new_id(bad, VERIFIED));
+            assert_ne!(a, generate_new_id(bad, FAILED));
             assert!(Uuid::parse_str(&a).is_ok());
+            assert!(seen.insert(a), "{bad} collides");
         }
     }
 
@@ -1222,12 +1225,15 @@ mod tests {
             trait_of(&new[2], "warnings"),
             Some(&t(&format!("{first}, {second}")))
         );
-        // Warnings ids are random; verified ones are not.
+        // Every id is deterministic (the original drew warnings ids at random): a run
+        // made again after a failure stores nothing twice.
         let again = new_events(input).await;
-        assert_ne!(again[0].message_id, w1.message_id);
-        assert_eq!(again[1].message_id, new[1].message_id);
-        assert_eq!(again[3].message_id, new[3].message_id);
-        assert_ne!(new[1].message_id, new[3].message_id);
+        let ids = |events: &[Event]| -> Vec<String> {
+            events.iter().map(|e| e.message_id.clone()).collect()
+        };
+        assert_eq!(ids(&again), ids(&new));
+        let distinct: std::collections::HashSet<String> = ids(&new).into_iter().collect();
+        assert_eq!(distinct.len(), 4, "{new:?}");
 
         // instance_id defaults to "n/a".
         let mut no_inst = non_eod(EXISTS_ID, dt(2015, 1, 1, 5));
@@ -1255,6 +1261,15 @@ mod tests {
         expected.insert("error_code".to_string(), t("U0"));
         assert_eq!(u0.traits, expected);
         assert!(Uuid::parse_str(&u0.message_id).is_ok());
+        let again = run(vec![foo.clone()]).await.unwrap();
+        assert_eq!(
+            again[1].message_id, u0.message_id,
+            "U0 ids are deterministic"
+        );
+        let mut other = foo.clone();
+        other.message_id = "m2".into();
+        let other = run(vec![other]).await.unwrap();
+        assert_ne!(other[1].message_id, u0.message_id);
     }
 
     #[tokio::test]
