@@ -87,6 +87,14 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %reason, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry later".into())
             }
+            StoreError::Timeout(reason) => {
+                tracing::warn!(error = %reason, "query stopped by the statement timeout");
+                ApiError::Unavailable(
+                    "the query ran past the server's statement timeout; narrow the filters \
+                     (a time range, a trait) or ask for a smaller page"
+                        .into(),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::Internal(

@@ -9,6 +9,7 @@
 //! Panko-style event type listings, and real shoebox archives under `/v2/archives`.
 
 pub mod auth;
+pub mod bounds;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -16,10 +17,12 @@ pub mod params;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod streaming;
 pub mod wire;
 
 pub use auth::Auth;
+pub use bounds::Bounds;
 pub use error::ApiError;
 pub use params::Limits;
-pub use server::{app, openapi, serve, spawn};
+pub use server::{app, openapi, serve, serve_with, spawn, spawn_with};
 pub use state::{ApiConfig, AppState};

@@ -8,14 +8,15 @@
 //! lets requests in flight finish.
 
 use anyhow::{bail, Context, Result};
-use api::{ApiConfig, AppState, Auth, Limits};
+use api::{ApiConfig, AppState, Auth, Bounds, Limits};
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use worker::observe;
-use worker::store::redact_url;
+use worker::store::{redact_url, OpenOptions};
 use worker::winchester::config::{database_url_from_env, parse_settings_with_url};
 
 #[derive(Parser)]
@@ -48,6 +49,42 @@ struct Args {
     /// Shoebox's destination folder, served under /v2/archives (also STV3_ARCHIVE_DIR).
     #[arg(long, value_name = "DIR", env = "STV3_ARCHIVE_DIR")]
     archive_dir: Option<PathBuf>,
+    /// Trait filters (`traits=` / `distinguishing_traits=` items) one request may give.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    max_trait_filters: u64,
+    /// Events of one stream an answer with details carries (`events_limit` up to it).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_stream_events: u64,
+    /// Events all streams of one listing page with details carry together.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_listing_events: u64,
+    /// Requests answered at once; more get 503 at once instead of queueing.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_concurrent_requests: u64,
+    /// Seconds to produce an answer before it is abandoned with a 503.
+    #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
+    request_timeout: f64,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    header_read_timeout: f64,
+    /// Seconds one database statement may run (MariaDB max_statement_time, SQLite a
+    /// progress handler); 0 for none.
+    #[arg(long, default_value_t = 20.0, value_parser = non_negative_seconds)]
+    statement_timeout: f64,
+}
+
+fn non_negative_seconds(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 86400")),
+    }
+}
+
+fn positive_seconds(s: &str) -> std::result::Result<f64, String> {
+    match non_negative_seconds(s)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} must be more than 0 seconds")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -100,21 +137,40 @@ async fn run(args: Args) -> Result<ExitCode> {
     if !auth.has_token() {
         tracing::warn!("no API token configured: DELETE and PUT are refused (403)");
     }
+    let bounds = Bounds {
+        max_concurrent: usize::try_from(args.max_concurrent_requests).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs_f64(args.request_timeout),
+        header_read_timeout: Duration::from_secs_f64(args.header_read_timeout),
+    };
     let config = ApiConfig {
         limits: Limits {
             default: 200.min(args.max_limit),
             max: args.max_limit,
+            max_trait_filters: usize::try_from(args.max_trait_filters).unwrap_or(usize::MAX),
+            stream_events: args.max_stream_events,
+            listing_events: args.max_listing_events,
         },
         auth,
         archive_dir: args.archive_dir.clone(),
+        bounds,
+    };
+    let store_options = OpenOptions {
+        statement_timeout: (args.statement_timeout > 0.0)
+            .then(|| Duration::from_secs_f64(args.statement_timeout)),
     };
     let shutdown = observe::shutdown_on_signals();
     let state = AppState::new(config);
     let app = api::app(state.clone(), Registry::default());
-    let (bound, server) = api::spawn(args.listen, app, shutdown.clone()).await?;
+    let (bound, server) = api::spawn_with(
+        args.listen,
+        app,
+        shutdown.clone(),
+        bounds.header_read_timeout,
+    )
+    .await?;
     tracing::info!(%bound, database = %redact_url(&url), "stv3-api listening");
 
-    match worker::store::open_when_ready(&url, &shutdown).await {
+    match worker::store::open_when_ready_with(&url, store_options, &shutdown).await {
         Ok(Some(store)) => {
             tracing::info!(backend = store.backend(), "database ready");
             state.set_store(store);

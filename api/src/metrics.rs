@@ -1,6 +1,7 @@
 //! HTTP metrics and request logging: one middleware times every request and records
 //! it by route template (`/v1/streams/{stream_id}`, never the raw path, so ids do not
-//! explode the label set), method and status, then logs one line with the latency.
+//! explode the label set), method (made-up methods as `other`, for the same reason)
+//! and status, then logs one line with the latency.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -97,6 +98,28 @@ pub async fn tag_route(request: Request, next: Next) -> Response {
     response
 }
 
+/// The method as a metric label: the standard ones by name, anything else (a client
+/// may send any token as a method) as `other`, so the label set stays bounded.
+fn method_label(method: &axum::http::Method) -> String {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    if known.contains(method) {
+        method.as_str().to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
 /// Outer layer: times, counts and logs every request.
 pub async fn observe(
     State(metrics): State<Arc<HttpMetrics>>,
@@ -104,7 +127,7 @@ pub async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let path = request.uri().path().to_string();
     let response = next.run(request).await;
     let elapsed = started.elapsed();

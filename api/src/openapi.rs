@@ -81,9 +81,17 @@ pub struct StreamDoc {
     /// Pass it back as `mark` for the next page (`+` prefix: ascending).
     #[serde(rename = "_mark")]
     pub mark: String,
-    /// The stream's events in time order, with `details=true`.
+    /// The stream's events in time order, with `details=true` (within
+    /// `events_offset`/`events_limit`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventDoc>>,
+    /// With details, when the stream has more events after those shown: the
+    /// `events_offset` of the next ones.
+    #[serde(
+        rename = "_events_next_offset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub events_next_offset: Option<u64>,
 }
 
 /// The one method a `POST` may stand for.
@@ -190,6 +198,14 @@ pub struct Paging {
 pub struct Details {
     /// Include the streams' events (`true`, `True` or `1`).
     details: Option<bool>,
+    /// With details: events per stream, from 1 to the server's cap (1,000 by default;
+    /// in a listing, its page's share of 20,000). Absent: the most allowed.
+    #[param(minimum = 1)]
+    events_limit: Option<u64>,
+    /// With details: the position (from 0, in time order) of the first event shown; a
+    /// stream with more events than shown carries `_events_next_offset`.
+    #[param(minimum = 0)]
+    events_offset: Option<u64>,
 }
 
 /// Filters of `/events` and `/events/count`.

@@ -10,7 +10,8 @@ use crate::error::ApiError;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use worker::event::TraitValue;
 use worker::store::{
-    DistMatch, DistValue, EventQuery, Page, StreamQuery, StreamState, TraitMatch, TraitOp,
+    DistMatch, DistValue, EventQuery, EventWindow, Page, StreamQuery, StreamState, TraitMatch,
+    TraitOp,
 };
 
 /// The decoded query string. Empty values count as absent, as they did in quincy
@@ -41,13 +42,21 @@ impl Query {
     }
 }
 
-/// Paging limits of the server.
+/// Paging limits of the server: what one request may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Items per page when `limit` is absent (the original's 200).
     pub default: u64,
     /// The largest `limit` accepted.
     pub max: u64,
+    /// Trait filters (`traits=`, `distinguishing_traits=` items) one request may
+    /// give: each is a join in the query.
+    pub max_trait_filters: usize,
+    /// Events of one stream in an answer with `details` (`events_limit` up to this).
+    pub stream_events: u64,
+    /// Events of all streams of one listing page with `details`: the page's streams
+    /// share it, so `limit=1000&details=true` cannot read a million events.
+    pub listing_events: u64,
 }
 
 impl Default for Limits {
@@ -55,6 +64,9 @@ impl Default for Limits {
         Limits {
             default: 200,
             max: 1000,
+            max_trait_filters: 16,
+            stream_events: 1000,
+            listing_events: 20_000,
         }
     }
 }
@@ -352,6 +364,55 @@ pub fn dist_matches(list: &str) -> Result<Vec<DistMatch>, ApiError> {
     Ok(out)
 }
 
+fn capped<T>(param: &str, items: Vec<T>, limits: Limits) -> Result<Vec<T>, ApiError> {
+    if items.len() > limits.max_trait_filters {
+        return Err(ApiError::bad(format!(
+            "{param}: {} filters; at most {} per request",
+            items.len(),
+            limits.max_trait_filters
+        )));
+    }
+    Ok(items)
+}
+
+/// Which events of each stream an answer with `details` carries: `events_offset`
+/// (from 0) and `events_limit`, bounded by the server's per-stream cap and, in a
+/// listing of `streams` streams, by the listing's share of its events budget. Without
+/// `events_limit` the largest allowed is used; an explicit one above it is a 400.
+pub fn event_window(q: &Query, limits: Limits, streams: u64) -> Result<EventWindow, ApiError> {
+    let share = (limits.listing_events / streams.max(1)).max(1);
+    let allowed = limits.stream_events.min(share);
+    let offset = match q.get("events_offset") {
+        None => 0,
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad(format!("events_offset: {v:?} is not a whole number")))?,
+    };
+    let limit = match q.get("events_limit") {
+        None => allowed,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n >= 1 && n <= allowed => n,
+            _ => {
+                return Err(ApiError::bad(if allowed < limits.stream_events {
+                    format!(
+                        "events_limit: {v:?} is not a whole number from 1 to {allowed} \
+                         ({streams} streams share at most {} events per request; ask for \
+                         fewer streams with limit, or page one stream's events)",
+                        limits.listing_events
+                    )
+                } else {
+                    format!("events_limit: {v:?} is not a whole number from 1 to {allowed}")
+                }))
+            }
+        },
+    };
+    Ok(EventWindow {
+        offset,
+        limit: Some(limit),
+    })
+}
+
 /// The filters of `/v1/streams` and `/v1/streams/count`.
 pub fn stream_query(q: &Query, limits: Limits) -> Result<StreamQuery, ApiError> {
     let name = match (q.get("trigger_name"), q.get("name")) {
@@ -368,11 +429,14 @@ pub fn stream_query(q: &Query, limits: Limits) -> Result<StreamQuery, ApiError> 
         older_than: datetime_param(q, "older_than")?,
         younger_than: datetime_param(q, "younger_than")?,
         name,
-        dist_matches: q
-            .get("distinguishing_traits")
-            .map(dist_matches)
-            .transpose()?
-            .unwrap_or_default(),
+        dist_matches: capped(
+            "distinguishing_traits",
+            q.get("distinguishing_traits")
+                .map(dist_matches)
+                .transpose()?
+                .unwrap_or_default(),
+            limits,
+        )?,
         page: page(q, limits)?,
         ..StreamQuery::default()
     })
@@ -384,11 +448,14 @@ pub fn event_query(q: &Query, limits: Limits) -> Result<EventQuery, ApiError> {
         from: datetime_param(q, "from_datetime")?,
         to: datetime_param(q, "to_datetime")?,
         event_type: q.get("event_name").map(str::to_string),
-        trait_matches: q
-            .get("traits")
-            .map(trait_matches)
-            .transpose()?
-            .unwrap_or_default(),
+        trait_matches: capped(
+            "traits",
+            q.get("traits")
+                .map(trait_matches)
+                .transpose()?
+                .unwrap_or_default(),
+            limits,
+        )?,
         page: page(q, limits)?,
         ..EventQuery::default()
     })

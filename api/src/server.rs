@@ -1,7 +1,8 @@
 //! Assembling and serving the API: the versioned routes, `/openapi.json`,
 //! `/metrics`, `/healthz`, `/readyz`, JSON for every error the framework itself
-//! produces, request metrics and logs, and graceful shutdown.
+//! produces, request metrics and logs, the server's bounds, and graceful shutdown.
 
+use crate::bounds::{self, Guard};
 use crate::error::error_body;
 use crate::metrics::{self, HttpMetrics};
 use crate::openapi::{prefix_operation_ids, ApiDoc};
@@ -64,11 +65,13 @@ pub fn app(state: AppState, mut registry: Registry) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(extras);
+    let guard = Arc::new(Guard::new(state.config().bounds));
     api.with_state(state)
         .merge(extra_routes)
         .route_layer(mw::from_fn(metrics::tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(mw::from_fn_with_state(guard, bounds::enforce))
         .layer(mw::from_fn(json_errors))
         .layer(mw::from_fn_with_state(http_metrics, metrics::observe))
 }
@@ -175,15 +178,65 @@ async fn json_errors(request: Request, next: Next) -> Response {
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then lets requests in
-/// flight finish.
+/// flight finish; headers must arrive within the default bound.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_with(
+        listener,
+        app,
+        shutdown,
+        bounds::Bounds::default().header_read_timeout,
+    )
+    .await
+}
+
+/// [`serve`], with the time a client may take to send a request's headers (hyper's
+/// header-read timeout: a client trickling headers byte by byte holds nothing for
+/// longer; `axum::serve` cannot set it, hence the loop here).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    header_read_timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, do not spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Binds `addr` and serves `app` in the background; returns the bound address
@@ -193,10 +246,26 @@ pub async fn spawn(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    spawn_with(
+        addr,
+        app,
+        shutdown,
+        bounds::Bounds::default().header_read_timeout,
+    )
+    .await
+}
+
+/// [`spawn`] with the header-read timeout of [`serve_with`].
+pub async fn spawn_with(
+    addr: SocketAddr,
+    app: Router,
+    shutdown: CancellationToken,
+    header_read_timeout: std::time::Duration,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(serve(listener, app, shutdown));
+    let task = tokio::spawn(serve_with(listener, app, shutdown, header_read_timeout));
     Ok((bound, task))
 }

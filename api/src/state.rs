@@ -2,6 +2,7 @@
 //! limits, authorisation and the archive folder.
 
 use crate::auth::Auth;
+use crate::bounds::Bounds;
 use crate::error::ApiError;
 use crate::params::Limits;
 use std::path::PathBuf;
@@ -15,6 +16,8 @@ pub struct ApiConfig {
     pub auth: Auth,
     /// Where shoebox writes finished archives (`/v2/archives`); none: no archives.
     pub archive_dir: Option<PathBuf>,
+    /// Concurrency and time bounds of requests.
+    pub bounds: Bounds,
 }
 
 #[derive(Clone)]

@@ -107,8 +107,17 @@ pub fn listed_event(e: &StoredEvent, ascending: bool) -> Value {
     Value::Object(out)
 }
 
-/// A stream with its `_mark`, and its events when `events` is given (details).
-pub fn stream(s: &Stream, ascending: bool, events: Option<&[StoredEvent]>) -> Value {
+/// Events of a stream shown with `details`, and where they start among its events.
+#[derive(Clone, Copy)]
+pub struct ShownEvents<'a> {
+    pub events: &'a [StoredEvent],
+    pub offset: u64,
+}
+
+/// A stream with its `_mark`, and its events when `events` is given (details). When
+/// the stream has more events than shown after them, `_events_next_offset` says
+/// where the next page of them starts (`events_offset=`).
+pub fn stream(s: &Stream, ascending: bool, events: Option<ShownEvents<'_>>) -> Value {
     let dist: Map<String, Value> = s
         .distinguishing_traits
         .iter()
@@ -124,11 +133,21 @@ pub fn stream(s: &Stream, ascending: bool, events: Option<&[StoredEvent]>) -> Va
     out.insert("expire_timestamp".into(), opt_datetime(&s.expire_timestamp));
     out.insert("distinguishing_traits".into(), Value::Object(dist));
     out.insert("_mark".into(), Value::String(mark(s.id, ascending)));
-    if let Some(events) = events {
+    if let Some(shown) = events {
         out.insert(
             "events".into(),
-            Value::Array(events.iter().map(|e| Value::Object(event(e))).collect()),
+            Value::Array(
+                shown
+                    .events
+                    .iter()
+                    .map(|e| Value::Object(event(e)))
+                    .collect(),
+            ),
         );
+        let next = shown.offset + shown.events.len() as u64;
+        if next < s.event_count && !shown.events.is_empty() {
+            out.insert("_events_next_offset".into(), Value::from(next));
+        }
     }
     Value::Object(out)
 }

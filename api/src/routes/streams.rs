@@ -6,6 +6,7 @@ use crate::openapi::{
 };
 use crate::params::{self, Query};
 use crate::state::AppState;
+use crate::streaming;
 use crate::wire;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -42,32 +43,38 @@ pub async fn list_streams(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     state.auth().check_read(&headers)?;
     let q = Query::parse(raw.as_deref());
     let query = params::stream_query(&q, state.limits())?;
     let details = params::details(&q)?;
+    let window = details
+        .then(|| params::event_window(&q, state.limits(), query.page.limit.unwrap_or(1)))
+        .transpose()?;
     let store = state.store()?;
     let streams = store.find_streams(&query).await?;
     let ascending = query.page.ascending;
-    let out = if details {
-        // One batch of queries for the whole page, not one per stream.
-        let ids: Vec<StreamId> = streams.iter().map(|s| s.id).collect();
-        let mut events = store.streams_events(&ids).await?;
-        streams
-            .iter()
-            .map(|s| {
-                let evs = events.remove(&s.id).unwrap_or_default();
-                wire::stream(s, ascending, Some(&evs))
-            })
-            .collect()
-    } else {
-        streams
-            .iter()
-            .map(|s| wire::stream(s, ascending, None))
-            .collect()
+    // One batch of queries for the whole page, not one per stream; each stream's events
+    // within the window (the page shares a bounded budget of them).
+    let mut events = match window {
+        Some(window) => {
+            let ids: Vec<StreamId> = streams.iter().map(|s| s.id).collect();
+            Some(store.streams_events(&ids, window).await?)
+        }
+        None => None,
     };
-    Ok(Json(Value::Array(out)))
+    let offset = window.map_or(0, |w| w.offset);
+    // Written out stream by stream as the client reads.
+    let items = streams.into_iter().map(move |s| {
+        let shown = events
+            .as_mut()
+            .map(|by_stream| by_stream.remove(&s.id).unwrap_or_default());
+        let shown = shown
+            .as_deref()
+            .map(|events| wire::ShownEvents { events, offset });
+        wire::stream(&s, ascending, shown)
+    });
+    Ok(streaming::json_array(items))
 }
 
 /// Count the streams the filters select (a list of one `{"count": n}`).
@@ -128,15 +135,21 @@ pub async fn get_stream(
         .get_stream(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no stream with id {id}")))?;
-    let events = if details {
-        Some(store.stream_events(id).await?)
+    let (events, offset) = if details {
+        let window = params::event_window(&q, state.limits(), 1)?;
+        let mut by_stream = store.streams_events(&[id], window).await?;
+        (
+            Some(by_stream.remove(&id).unwrap_or_default()),
+            window.offset,
+        )
     } else {
-        None
+        (None, 0)
     };
+    let shown = events
+        .as_deref()
+        .map(|events| wire::ShownEvents { events, offset });
     Ok(Json(Value::Array(vec![wire::stream(
-        &stream,
-        false,
-        events.as_deref(),
+        &stream, false, shown,
     )])))
 }
 

@@ -8,8 +8,8 @@ use super::rows::{
 };
 use super::sql::{in_statements, is_conflict, Arg, Backend, Conn, DbRow, Sql};
 use super::{
-    DistValue, EventQuery, IngestReport, Outcome, Page, ReadyKind, Store, StoreError, StoredEvent,
-    Stream, StreamId, StreamQuery, StreamRules, StreamState, TraitOp,
+    DistValue, EventQuery, EventWindow, IngestReport, Outcome, Page, ReadyKind, Store, StoreError,
+    StoredEvent, Stream, StreamId, StreamQuery, StreamRules, StreamState, TraitOp,
 };
 use crate::event::{Event, TraitType, TraitValue};
 use async_trait::async_trait;
@@ -653,22 +653,41 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn streams_events(
         &self,
         ids: &[StreamId],
+        window: EventWindow,
     ) -> Result<BTreeMap<StreamId, Vec<StoredEvent>>, StoreError> {
-        if ids.is_empty() {
+        if ids.is_empty() || window.limit == Some(0) {
             return Ok(BTreeMap::new());
         }
         let args: Vec<Arg<'_>> = ids.iter().map(|&id| Arg::Int(id)).collect();
         let mut conn = self.backend.read().await?;
         // Memberships in stream time order, then the events and their traits, each
-        // once however many of the streams hold them.
-        let members = Sql::new("SELECT stream_id, event_id FROM stream_event WHERE stream_id IN ");
+        // once however many of the streams hold them. A window numbers each stream's
+        // memberships in the database (ROW_NUMBER, MariaDB ≥ 10.2, SQLite ≥ 3.25) so
+        // only the rows asked for leave it. Its bounds are integers, written inline.
+        let (members, tail) = if window == EventWindow::ALL {
+            (
+                Sql::new("SELECT stream_id, event_id FROM stream_event WHERE stream_id IN "),
+                " ORDER BY stream_id, generated, event_id".to_string(),
+            )
+        } else {
+            let upper = match window.limit {
+                Some(limit) => format!(" AND rn <= {}", window.offset.saturating_add(limit)),
+                None => String::new(),
+            };
+            (
+                Sql::new(
+                    "SELECT stream_id, event_id FROM (SELECT stream_id, event_id, generated, \
+                     ROW_NUMBER() OVER (PARTITION BY stream_id ORDER BY generated, event_id) \
+                     AS rn FROM stream_event WHERE stream_id IN ",
+                ),
+                format!(
+                    ") w WHERE rn > {}{upper} ORDER BY stream_id, generated, event_id",
+                    window.offset
+                ),
+            )
+        };
         let members = conn
-            .fetch_all(&in_statements(
-                &members,
-                " ORDER BY stream_id, generated, event_id",
-                args,
-                B::LIMITS,
-            ))
+            .fetch_all(&in_statements(&members, &tail, args, B::LIMITS))
             .await?;
         let mut order: Vec<(StreamId, i64)> = Vec::with_capacity(members.len());
         let mut event_ids: Vec<i64> = Vec::with_capacity(members.len());

@@ -64,6 +64,43 @@ pub enum StoreError {
     Rules(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A statement ran past the statement timeout of [`OpenOptions`].
+    #[error("the query ran past the statement timeout: {0}")]
+    Timeout(String),
+}
+
+/// Which of a stream's events to read: positions `offset..offset + limit` in time
+/// order (all from `offset` when `limit` is `None`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventWindow {
+    pub offset: u64,
+    pub limit: Option<u64>,
+}
+
+impl EventWindow {
+    /// Every event.
+    pub const ALL: EventWindow = EventWindow {
+        offset: 0,
+        limit: None,
+    };
+
+    /// The window of an in-memory list.
+    pub fn apply<T>(&self, items: Vec<T>) -> Vec<T> {
+        let skip = usize::try_from(self.offset).unwrap_or(usize::MAX);
+        let take = self
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        items.into_iter().skip(skip).take(take).collect()
+    }
+}
+
+/// How a store's connections are set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Abort any statement running longer than this (MariaDB `max_statement_time`,
+    /// MySQL `max_execution_time`, SQLite a progress handler): the API sets it so one
+    /// request cannot hold the database; workers do not.
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 impl StoreError {
@@ -459,13 +496,17 @@ pub trait Store: Send + Sync {
     /// The events of each of `ids` in time order (then by id), keyed by stream id
     /// (streams without events are absent). The API's stream listing with details uses
     /// it so a page of streams costs a fixed number of queries, not one per stream.
+    ///
+    /// `window` bounds what is read per stream (the API's cap on events per stream):
+    /// the events from position `offset` (0-based, in that order), at most `limit`.
     async fn streams_events(
         &self,
         ids: &[StreamId],
+        window: EventWindow,
     ) -> Result<BTreeMap<StreamId, Vec<StoredEvent>>, StoreError> {
         let mut out = BTreeMap::new();
         for &id in ids {
-            let events = self.stream_events(id).await?;
+            let events: Vec<StoredEvent> = window.apply(self.stream_events(id).await?);
             if !events.is_empty() {
                 out.insert(id, events);
             }
@@ -491,15 +532,20 @@ pub trait Store: Send + Sync {
 /// `mysql://user:pass@host[:port]/db` (also the original's SQLAlchemy spellings
 /// `mysql+pymysql://…` and `mysql+mysqldb://…`). Does not migrate.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, OpenOptions::default()).await
+}
+
+/// [`open`] with connection settings.
+pub async fn open_with(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
     let (scheme, _) = url.split_once(':').ok_or_else(|| StoreError::BadUrl {
         url: redact_url(url),
         reason: "no scheme".into(),
     })?;
     match scheme {
-        "sqlite" => sqlite::open_store(url).await,
+        "sqlite" => sqlite::open_store(url, options).await,
         "mysql" | "mysql+pymysql" | "mysql+mysqldb" | "mariadb" => {
             let normalized = format!("mysql:{}", &url[scheme.len() + 1..]);
-            mysql::open_store(&normalized).await
+            mysql::open_store(&normalized, options).await
         }
         other => Err(StoreError::BadUrl {
             url: redact_url(url),
@@ -515,10 +561,19 @@ pub async fn open_when_ready(
     url: &str,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<Arc<dyn Store>>, StoreError> {
+    open_when_ready_with(url, OpenOptions::default(), shutdown).await
+}
+
+/// [`open_when_ready`] with connection settings.
+pub async fn open_when_ready_with(
+    url: &str,
+    options: OpenOptions,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Arc<dyn Store>>, StoreError> {
     // One warning while the database stays away the same way (repeats at debug).
     let mut last_error: Option<String> = None;
     loop {
-        let opened = match open(url).await {
+        let opened = match open_with(url, options).await {
             Ok(s) => s.migrate().await.map(|()| s),
             Err(e) => Err(e),
         };

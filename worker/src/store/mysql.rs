@@ -7,7 +7,7 @@
 
 use super::engine::SqlStore;
 use super::sql::{map_sqlx_error, sqlx_conn, Backend, DbFault, Limits};
-use super::{redact_url, Store, StoreError};
+use super::{redact_url, OpenOptions, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
 use sqlx::mysql::{
@@ -43,6 +43,8 @@ fn classify(e: &dyn DatabaseError) -> DbFault {
         // Lost races: lock wait timeout, deadlock, record changed (snapshot
         // isolation), lock table full, too many active transactions.
         1205 | 1213 | 1020 | 1206 | 1637 => DbFault::Race,
+        // max_statement_time (MariaDB) / max_execution_time (MySQL) ran out.
+        1969 | 3024 => DbFault::Timeout,
         // The server going away or refusing work: too many connections, shutdown,
         // connection killed, aborted or timed out, network errors, host blocked,
         // user limits, cluster node not ready (WSREP).
@@ -110,18 +112,34 @@ impl Backend for MySqlBackend {
 
 impl SqlStore<MySqlBackend> {
     /// Connects to the database `url` names. Does not migrate.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, open: OpenOptions) -> Result<Self, StoreError> {
         let options = MySqlConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
             url: redact_url(url),
             reason: e.to_string(),
         })?;
+        let timeout = open.statement_timeout;
         let pool = MySqlPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|conn, _meta| {
+            .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                         .await?;
+                    if let Some(limit) = timeout {
+                        // MariaDB counts in seconds (fractions allowed); MySQL has
+                        // max_execution_time instead, in milliseconds, for SELECTs.
+                        let mariadb = format!(
+                            "SET SESSION max_statement_time = {:.6}",
+                            limit.as_secs_f64()
+                        );
+                        if conn.execute(mariadb.as_str()).await.is_err() {
+                            let mysql = format!(
+                                "SET SESSION max_execution_time = {}",
+                                limit.as_millis().max(1)
+                            );
+                            conn.execute(mysql.as_str()).await?;
+                        }
+                    }
                     Ok(())
                 })
             })
@@ -133,6 +151,6 @@ impl SqlStore<MySqlBackend> {
 }
 
 /// Connects and returns the store as the common interface.
-pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(MySqlStore::connect(url).await?))
+pub async fn open_store(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(MySqlStore::connect(url, options).await?))
 }

@@ -276,6 +276,9 @@ pub enum DbFault {
     Health,
     /// Something about the data written: retrying the same data fails the same way.
     Data,
+    /// The statement ran past the session's statement timeout (set only where asked
+    /// for, by the API): retrying the same query runs out the same way.
+    Timeout,
 }
 
 /// Maps a sqlx error. Connection trouble and [`DbFault::Health`] become
@@ -304,6 +307,7 @@ pub fn map_sqlx_error(
             DbFault::Race => StoreError::Unavailable(format!("{CONFLICT}{err}")),
             DbFault::Health => StoreError::Unavailable(err.to_string()),
             DbFault::Data => StoreError::Database(err.to_string()),
+            DbFault::Timeout => StoreError::Timeout(err.to_string()),
         },
         E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::TypeNotFound { .. } => {
             StoreError::Corrupt(err.to_string())

@@ -7,7 +7,7 @@
 
 use super::engine::SqlStore;
 use super::sql::{map_sqlx_error, sqlx_conn, Backend, DbFault, Limits};
-use super::{redact_url, Store, StoreError};
+use super::{redact_url, OpenOptions, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
@@ -38,6 +38,8 @@ fn classify(e: &dyn DatabaseError) -> DbFault {
     let code = e.code().and_then(|c| c.parse::<i32>().ok());
     match code.map(|c| c & 0xff) {
         Some(5 | 6) => DbFault::Race,
+        // SQLITE_INTERRUPT: the progress handler stopped a statement past its time.
+        Some(9) => DbFault::Timeout,
         Some(3 | 7 | 8 | 10 | 11 | 13 | 14 | 23 | 26) => DbFault::Health,
         Some(1)
             if e.message().contains("no such table") || e.message().contains("no such column") =>
@@ -99,7 +101,7 @@ impl Backend for SqliteBackend {
 
 impl SqlStore<SqliteBackend> {
     /// Opens (creating the file if missing) the database `url` names. Does not migrate.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, open: OpenOptions) -> Result<Self, StoreError> {
         let bad_url = |reason: String| StoreError::BadUrl {
             url: redact_url(url),
             reason,
@@ -120,9 +122,14 @@ impl SqlStore<SqliteBackend> {
                 }
             }
         }
+        let timeout = open.statement_timeout;
         let pool = if in_memory {
             // The database lives as long as its connection: keep exactly one, forever.
             SqlitePoolOptions::new()
+                .after_connect(move |conn, _| Box::pin(arm_deadline(conn, timeout)))
+                .before_acquire(move |conn, _| {
+                    Box::pin(async move { arm_deadline(conn, timeout).await.map(|()| true) })
+                })
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -131,6 +138,10 @@ impl SqlStore<SqliteBackend> {
                 .await
         } else {
             SqlitePoolOptions::new()
+                .after_connect(move |conn, _| Box::pin(arm_deadline(conn, timeout)))
+                .before_acquire(move |conn, _| {
+                    Box::pin(async move { arm_deadline(conn, timeout).await.map(|()| true) })
+                })
                 .max_connections(4)
                 // A local file opens at once: waiting longer for a connection means
                 // the file cannot be opened (unwritable, gone), which callers should
@@ -162,7 +173,24 @@ impl SqlStore<SqliteBackend> {
     }
 }
 
+/// SQLite has no statement timeout: a progress handler, armed each time the pool hands
+/// the connection out (a read or a transaction of the API), interrupts whatever runs
+/// on it past the deadline (SQLITE_INTERRUPT, mapped to [`StoreError::Timeout`]).
+async fn arm_deadline(
+    conn: &mut sqlx::SqliteConnection,
+    timeout: Option<Duration>,
+) -> Result<(), sqlx::Error> {
+    let Some(limit) = timeout else {
+        return Ok(());
+    };
+    let deadline = std::time::Instant::now() + limit;
+    let mut handle = conn.lock_handle().await?;
+    // Called every 1,000 virtual-machine steps, a few microseconds apart.
+    handle.set_progress_handler(1000, move || std::time::Instant::now() < deadline);
+    Ok(())
+}
+
 /// Connects and returns the store as the common interface.
-pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(SqliteStore::connect(url).await?))
+pub async fn open_store(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqliteStore::connect(url, options).await?))
 }

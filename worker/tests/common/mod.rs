@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use worker::event::{Event, TraitType, TraitValue};
 use worker::store::{
-    stream_key, DistValue, DistinguishingTraits, EventQuery, Outcome, Page, ReadyKind, Route,
-    Store, StoreError, StreamBookkeeping, StreamQuery, StreamRules, StreamState, TraitFilter,
-    TraitMatch, TraitOp,
+    stream_key, DistValue, DistinguishingTraits, EventQuery, EventWindow, Outcome, Page, ReadyKind,
+    Route, Store, StoreError, StoredEvent, StreamBookkeeping, StreamQuery, StreamRules,
+    StreamState, TraitFilter, TraitMatch, TraitOp,
 };
 use worker::timex::TimeRange;
 
@@ -42,6 +42,7 @@ macro_rules! store_conformance {
             expired_claims_are_released_and_retried,
             finish_stream_outcomes,
             claims_renew_while_ours,
+            stream_event_windows,
             retry_outcome_waits_its_turn,
             trim_events_oldest_first,
             find_and_count_streams,
@@ -1483,4 +1484,46 @@ pub async fn retry_outcome_waits_its_turn(store: Arc<dyn Store>) {
     assert_eq!(again[0].id, c[0].id);
     assert_eq!(again[0].state, StreamState::Firing);
     assert_eq!(again[0].claim_until, Some(secs(100)));
+}
+
+/// `streams_events` reads each stream's events in time order, within a window.
+pub async fn stream_event_windows(store: Arc<dyn Store>) {
+    let mut events: Vec<Event> = (0..5)
+        .map(|i| inst(&format!("w{i}"), "i-w", secs(10 * (5 - i))))
+        .collect();
+    events.extend((0..3).map(|i| inst(&format!("v{i}"), "i-v", secs(100 + i))));
+    store.ingest(&events, &rules(), secs(200)).await.unwrap();
+    let w = store.find_streams(&by_instance("i-w")).await.unwrap()[0].id;
+    let v = store.find_streams(&by_instance("i-v")).await.unwrap()[0].id;
+    let ids_of = |m: &BTreeMap<i64, Vec<StoredEvent>>, s: i64| -> Vec<String> {
+        m.get(&s)
+            .map(|es| es.iter().map(|e| e.event.message_id.clone()).collect())
+            .unwrap_or_default()
+    };
+    let all = store
+        .streams_events(&[w, v], EventWindow::ALL)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&all, w), ["w4", "w3", "w2", "w1", "w0"]);
+    assert_eq!(ids_of(&all, v), ["v0", "v1", "v2"]);
+    let window = |offset, limit| EventWindow { offset, limit };
+    let mid = store
+        .streams_events(&[w, v], window(1, Some(2)))
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&mid, w), ["w3", "w2"]);
+    assert_eq!(ids_of(&mid, v), ["v1", "v2"]);
+    let tail = store
+        .streams_events(&[w, v], window(4, Some(10)))
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&tail, w), ["w0"]);
+    assert!(!tail.contains_key(&v), "past its end: absent");
+    let rest = store.streams_events(&[w], window(3, None)).await.unwrap();
+    assert_eq!(ids_of(&rest, w), ["w1", "w0"]);
+    assert!(store
+        .streams_events(&[w, v], window(0, Some(0)))
+        .await
+        .unwrap()
+        .is_empty());
 }
