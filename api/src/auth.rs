@@ -76,6 +76,19 @@ impl Auth {
         }
     }
 
+    /// Allows reading archives: raw notifications, which may carry what shoebox did
+    /// not know to redact. Only with the configured token, whether reads are
+    /// protected or not; a server without a token serves none.
+    pub fn check_archives(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.digest.is_none() {
+            return Err(ApiError::Forbidden(format!(
+                "archives hold raw notifications: the server serves them only with an API \
+                 token (start it with --token-file or {TOKEN_ENV})"
+            )));
+        }
+        self.check_token(headers)
+    }
+
     /// Allows a mutating call: only with the configured token.
     pub fn check_write(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         if self.digest.is_none() {

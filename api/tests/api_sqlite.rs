@@ -52,14 +52,31 @@ async fn archives_are_listed_and_served_without_escaping_the_folder() {
     #[cfg(unix)]
     std::os::unix::fs::symlink(root.0.join("secret.txt"), dir.join("link.json")).unwrap();
 
-    let s = serve(
-        store,
+    // No token configured: archives are not served at all.
+    let open = serve(
+        store.clone(),
         api::ApiConfig {
             archive_dir: Some(dir.clone()),
             ..api::ApiConfig::default()
         },
     )
     .await;
+    for path in ["/v2/archives", "/v2/archives/events_2015_02_28-stv3-2.json"] {
+        let (st, body) = open.get(path).await;
+        assert_eq!(st, 403, "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("token"),
+            "{body}"
+        );
+    }
+    // A token configured: archives need it, even though reads are not protected.
+    let mut config = common::config_with_token(Some(common::TOKEN));
+    config.archive_dir = Some(dir.clone());
+    let mut s = serve(store, config).await;
+    let (st, _) = s.get("/v2/archives").await;
+    assert_eq!(st, 401);
+    assert_eq!(s.get("/v1/streams").await.0, 200, "other reads stay open");
+    s.client = common::bearer_client(common::TOKEN);
     let list = s.ok("/v2/archives").await;
     let names: Vec<&str> = items(&list)
         .iter()

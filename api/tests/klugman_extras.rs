@@ -37,8 +37,11 @@ async fn json_archives_paging_and_errors_against_the_server() {
     let store: Arc<dyn Store> = store::open(&url).await.unwrap();
     store.migrate().await.unwrap();
     let Seeded { streams, .. } = seed(&store).await;
-    let mut config = common::config_with_token(None);
+    let mut config = common::config_with_token(Some(common::TOKEN));
     config.archive_dir = Some(archives.clone());
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{}\n", common::TOKEN)).unwrap();
+    let token_file = token_file.display().to_string();
     let s = serve(store.clone(), config).await;
     let base = s.base.as_str();
 
@@ -79,14 +82,21 @@ async fn json_archives_paging_and_errors_against_the_server() {
     assert_eq!(next.as_array().unwrap().len(), 1);
     assert_ne!(first[0]["id"], next[0]["id"]);
 
-    // archives: listed with their size, downloaded byte for byte.
-    let table = klugman(base, &["archives"]).await.unwrap();
+    // archives: they need the token; with it, listed with their size and downloaded
+    // byte for byte.
+    let err = klugman(base, &["archives"]).await.unwrap_err();
+    assert!(err.contains("401"), "{err}");
+    let table = klugman(base, &["--token-file", &token_file, "archives"])
+        .await
+        .unwrap();
     assert!(table.contains("events_2015_02_27-stv3-1.json"), "{table}");
     assert!(table.contains(&archived.len().to_string()), "{table}");
     let saved = dir.join("download.json");
     klugman(
         base,
         &[
+            "--token-file",
+            &token_file,
             "archives",
             "--get",
             "events_2015_02_27-stv3-1.json",
@@ -99,9 +109,18 @@ async fn json_archives_paging_and_errors_against_the_server() {
     assert_eq!(std::fs::read(&saved).unwrap(), archived);
 
     // The server's refusals come back as one-line messages.
-    let err = klugman(base, &["archives", "--get", "../api.db"])
-        .await
-        .unwrap_err();
+    let err = klugman(
+        base,
+        &[
+            "--token-file",
+            &token_file,
+            "archives",
+            "--get",
+            "../api.db",
+        ],
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("404"), "{err}");
     let err = klugman(base, &["streams", "--id", "999999"])
         .await

@@ -464,3 +464,92 @@ async fn failing_apps_keep_or_isolate_the_batch() {
     broker.close().await;
     env.cleanup().await;
 }
+
+/// The dead-letter queue is bounded (`dead_letter_max_length`: the oldest go first)
+/// and its depth is a metric. A dead-letter queue declared earlier without the bound
+/// (an older version) does not stop the worker: it is used as it is, with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_queues_are_bounded_and_measured() {
+    let env = Env::new("dlqbound", 10).await;
+    let conf = std::fs::read_to_string(&env.yagi_conf).expect("yagi.conf");
+    let conf = conf.replace(
+        "max_messages = 10",
+        "max_messages = 10\ndead_letter_max_length = 5",
+    );
+    assert!(conf.contains("dead_letter_max_length = 5"), "{conf}");
+    std::fs::write(&env.yagi_conf, conf).expect("write yagi.conf");
+    let broker = Broker::connect().await.expect("RabbitMQ");
+    broker.declare(&env).await;
+    let mut child = env.spawn_worker(0);
+    wait_ready(&env, Duration::from_secs(30)).await;
+    let bad: Vec<Vec<u8>> = (0..12)
+        .map(|i| format!("not json #{i}").into_bytes())
+        .collect();
+    broker.publish_bodies(&env, &bad).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut m = env.metrics().await;
+    while metric_sum(&m, "yagi_messages_dead_lettered_total", &[]) < 12.0 {
+        assert!(Instant::now() < deadline, "not all dead-lettered\n{m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        m = env.metrics().await;
+    }
+    assert_eq!(
+        broker.depth(&env.dead_letter_queue).await,
+        5,
+        "bounded at 5"
+    );
+    assert_eq!(metric_sum(&m, "yagi_dead_letter_depth", &[]), 5.0, "{m}");
+    // The newest five stayed.
+    let kept = broker
+        .drain(&env.dead_letter_queue, 5, Duration::from_secs(10))
+        .await;
+    let kept: Vec<String> = kept
+        .iter()
+        .map(|(b, _)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(
+        kept,
+        (7..12)
+            .map(|i| format!("not json #{i}"))
+            .collect::<Vec<_>>()
+    );
+    let status = terminate(&mut child, Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+
+    // An unbounded dead-letter queue from before: the worker still consumes.
+    broker
+        .channel
+        .queue_delete(env.dead_letter_queue.as_str().into(), Default::default())
+        .await
+        .expect("delete");
+    broker
+        .channel
+        .queue_declare(
+            env.dead_letter_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare without a bound");
+    let mut child = env.spawn_worker(1);
+    wait_ready(&env, Duration::from_secs(30)).await;
+    broker.publish_bodies(&env, &bad[..3]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.depth(&env.dead_letter_queue).await < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "not dead-lettered\n{}",
+            env.logs_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = std::fs::read_to_string(env.log_path(1)).unwrap_or_default();
+    assert!(log.contains("its bound is not applied"), "{log}");
+    let status = terminate(&mut child, Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    broker.close().await;
+    env.cleanup().await;
+}

@@ -52,6 +52,11 @@ pub struct Cli {
     #[arg(long, global = true, display_order = 100)]
     pub json: bool,
 
+    /// File holding the API's bearer token, for a server that protects reads and for
+    /// archives (else the environment variable STV3_API_TOKEN, if set).
+    #[arg(long, value_name = "PATH", global = true, display_order = 100)]
+    pub token_file: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

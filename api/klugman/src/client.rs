@@ -20,6 +20,8 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// Sent as `Authorization: Bearer …` (never printed, not even under `--debug`).
+    token: Option<String>,
 }
 
 impl Client {
@@ -41,7 +43,14 @@ impl Client {
         Ok(Client {
             base: versioned_base(url, version),
             agent,
+            token: None,
         })
+    }
+
+    /// The same client, sending `token` as a bearer token.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// The versioned base URL, `{url}/v{N}`.
@@ -92,7 +101,11 @@ impl Client {
 
     /// Sends the GET; a 2xx answer's body reader, or the error to show.
     fn send(&self, url: &str) -> Result<impl Read, Error> {
-        let response = self.agent.get(url).call().map_err(|e| Error::Connect {
+        let mut request = self.agent.get(url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let response = request.call().map_err(|e| Error::Connect {
             url: url.to_string(),
             reason: describe(&e),
         })?;

@@ -81,10 +81,12 @@ fn archive_dir(state: &AppState) -> Option<PathBuf> {
 #[utoipa::path(
     get,
     path = "/archives",
+    security(("bearer" = [])),
     tag = "archives",
     responses(
         (status = 200, description = "The archives", body = Vec<ArchiveDoc>),
-        (status = 401, description = "Reads are protected and the token is missing or wrong", body = ErrorDoc),
+        (status = 401, description = "The token is missing or wrong (archives always need it)", body = ErrorDoc),
+        (status = 403, description = "The server has no token: archives are not served", body = ErrorDoc),
         (status = 503, description = "The archive folder is not readable", body = ErrorDoc),
     )
 )]
@@ -92,7 +94,7 @@ pub async fn list_archives(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    state.auth().check_read(&headers)?;
+    state.auth().check_archives(&headers)?;
     let Some(dir) = archive_dir(&state) else {
         return Ok(Json(json!([])));
     };
@@ -116,11 +118,13 @@ pub async fn list_archives(
 #[utoipa::path(
     get,
     path = "/archives/{archive_id}",
+    security(("bearer" = [])),
     tag = "archives",
     params(("archive_id" = String, Path, description = "An archive id from the listing")),
     responses(
         (status = 200, description = "The archive: gzip for `.gz` names, else raw bytes (JSON Lines)", content((Vec<u8> = "application/gzip"), (Vec<u8> = "application/octet-stream"))),
-        (status = 401, description = "Reads are protected and the token is missing or wrong", body = ErrorDoc),
+        (status = 401, description = "The token is missing or wrong (archives always need it)", body = ErrorDoc),
+        (status = 403, description = "The server has no token: archives are not served", body = ErrorDoc),
         (status = 404, description = "No such archive", body = ErrorDoc),
         (status = 503, description = "The archive folder is not readable", body = ErrorDoc),
     )
@@ -130,7 +134,7 @@ pub async fn get_archive(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    state.auth().check_read(&headers)?;
+    state.auth().check_archives(&headers)?;
     let not_found = || ApiError::NotFound(format!("no archive {id:?}"));
     let Some(dir) = archive_dir(&state) else {
         return Err(not_found());

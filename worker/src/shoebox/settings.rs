@@ -15,6 +15,7 @@
 //! | `wrap_payload_with_region`, `wrap_region`, `wrap_cell` | archive `{"region", "cell", "notification"}` instead of the bare notification | `False`, `n/a`, `n/a` |
 //! | `compress` | gzip finished files (`.gz` appended); our addition | `true` |
 //! | `roll_size_bytes` | a size limit in bytes, overriding `roll_size_mb`; our addition | — |
+//! | `redact_fields` | comma-separated keys whose values are replaced by `"<redacted>"`, at any depth, before a notification is archived (an empty value: none); our addition | `_context_auth_token, auth_token, _context_password, password, admin_password, adminPass` |
 
 use super::template::FilenameTemplate;
 use super::ShoeboxError;
@@ -25,6 +26,18 @@ const DEFAULT_TEMPLATE: &str = "events_%Y_%m_%d_%X_%f.dat";
 const JSON_ROLL_MANAGER: &str = "shoebox.roll_manager:WritingJSONRollManager";
 const BINARY_ROLL_MANAGER: &str = "shoebox.roll_manager:WritingRollManager";
 const ROLL_CHECKERS: [&str; 3] = ["TimeRollChecker", "SizeRollChecker", "NeverRollChecker"];
+
+/// Credentials OpenStack services put in notifications: the caller's token in the
+/// oslo context, and passwords some payloads carry. Archives outlive tokens' lifetime
+/// but not their danger, and are served over HTTP: they are not written.
+pub const DEFAULT_REDACT_FIELDS: [&str; 6] = [
+    "_context_auth_token",
+    "auth_token",
+    "_context_password",
+    "password",
+    "admin_password",
+    "adminPass",
+];
 
 /// Where and how the archiver writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +62,8 @@ pub struct ShoeboxSettings {
     pub wrap_region: String,
     /// The `cell` of wrapped payloads.
     pub wrap_cell: String,
+    /// Keys whose values are replaced by `"<redacted>"` (at any depth) when archived.
+    pub redact_fields: Vec<String>,
     /// Keys that were accepted but have no effect here, worth a log line.
     pub warnings: Vec<String>,
 }
@@ -66,6 +81,10 @@ impl Default for ShoeboxSettings {
             wrap_payload_with_region: false,
             wrap_region: "n/a".to_string(),
             wrap_cell: "n/a".to_string(),
+            redact_fields: DEFAULT_REDACT_FIELDS
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
             warnings: Vec::new(),
         }
     }
@@ -109,6 +128,14 @@ impl ShoeboxSettings {
         }
         if let Some(v) = section.get("wrap_cell") {
             s.wrap_cell = v.clone();
+        }
+        if let Some(v) = section.get("redact_fields") {
+            s.redact_fields = v
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect();
         }
         match get("roll_manager") {
             None | Some(JSON_ROLL_MANAGER) => {}
@@ -180,6 +207,17 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn redacted_fields_default_listed_or_none() {
+        let d = ShoeboxSettings::from_section(&section(&[])).unwrap();
+        assert!(d.redact_fields.contains(&"_context_auth_token".to_string()));
+        let listed =
+            ShoeboxSettings::from_section(&section(&[("redact_fields", " a , b,,")])).unwrap();
+        assert_eq!(listed.redact_fields, ["a", "b"]);
+        let none = ShoeboxSettings::from_section(&section(&[("redact_fields", "")])).unwrap();
+        assert!(none.redact_fields.is_empty());
     }
 
     #[test]

@@ -86,6 +86,8 @@ impl Archiver {
     /// Appends one notification as a line; rolls the file if it is now big or old
     /// enough. Durable only after [`Archiver::flush`].
     pub fn append(&mut self, notification: &Value) -> Result<(), ShoeboxError> {
+        let redacted = redact(notification, &self.settings.redact_fields);
+        let notification = redacted.as_ref().unwrap_or(notification);
         let mut line = if self.settings.wrap_payload_with_region {
             serde_json::to_vec(&serde_json::json!({
                 "region": self.settings.wrap_region,
@@ -302,6 +304,42 @@ impl Archiver {
     }
 }
 
+/// The notification with the values of `keys` (at any depth) replaced by
+/// `"<redacted>"`; `None` when it holds none of them (the common case costs a walk,
+/// not a copy).
+pub fn redact(notification: &Value, keys: &[String]) -> Option<Value> {
+    fn holds(v: &Value, keys: &[String]) -> bool {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .any(|(k, v)| keys.iter().any(|r| r == k) || holds(v, keys)),
+            Value::Array(items) => items.iter().any(|v| holds(v, keys)),
+            _ => false,
+        }
+    }
+    fn scrub(v: &mut Value, keys: &[String]) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    if keys.iter().any(|r| r == k) {
+                        *v = Value::String("<redacted>".into());
+                    } else {
+                        scrub(v, keys);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, keys)),
+            _ => {}
+        }
+    }
+    if keys.is_empty() || !holds(notification, keys) {
+        return None;
+    }
+    let mut copy = notification.clone();
+    scrub(&mut copy, keys);
+    Some(copy)
+}
+
 fn canonical(dir: &Path) -> Result<PathBuf, ShoeboxError> {
     dir.canonicalize()
         .map_err(|e| ShoeboxError::io(dir, "cannot resolve", e))
@@ -429,6 +467,29 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn credentials_are_redacted_at_any_depth() {
+        let keys: Vec<String> = crate::shoebox::settings::DEFAULT_REDACT_FIELDS
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        let n = serde_json::json!({
+            "_context_auth_token": "gAAAAAB-secret",
+            "event_type": "compute.instance.create.end",
+            "payload": {"instance_id": "i-1", "password": "hunter2",
+                        "nested": [{"admin_password": "x"}, {"keep": "y"}]},
+        });
+        let r = redact(&n, &keys).expect("redacted");
+        assert_eq!(r["_context_auth_token"], "<redacted>");
+        assert_eq!(r["payload"]["password"], "<redacted>");
+        assert_eq!(r["payload"]["nested"][0]["admin_password"], "<redacted>");
+        assert_eq!(r["payload"]["nested"][1]["keep"], "y");
+        assert_eq!(r["payload"]["instance_id"], "i-1");
+        assert!(!r.to_string().contains("hunter2"));
+        assert!(redact(&serde_json::json!({"a": 1}), &keys).is_none());
+        assert!(redact(&n, &[]).is_none());
     }
 
     #[test]

@@ -194,6 +194,22 @@ fn handler_spec(
                     }
                 },
             };
+            // A password in this file goes wherever the file goes: the operator keeps
+            // it in a ConfigMap, readable by anyone who can read the namespace.
+            let literal = node.get("params").and_then(|p| p.get("password")).filter(
+                |pw| matches!(&pw.value, NodeValue::Str(s) if !s.is_empty() && s != "guest"),
+            );
+            if let Some(pw) = literal {
+                d.warn(
+                    pw.line.or(node.line),
+                    ctx,
+                    format!(
+                        "handler '{name}': a password written in this file is stored wherever \
+                         the file is (the operator keeps it in a ConfigMap); give password_file \
+                         (a mounted Secret) or password_env instead"
+                    ),
+                );
+            }
             (name, params)
         }
         _ => {
@@ -269,6 +285,20 @@ mod tests {
         assert_eq!(p1[1].params["env_keys"], serde_json::json!(["a"]));
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].to_string().contains("pipeline 'p2'"));
+    }
+
+    #[test]
+    fn a_literal_password_is_a_warning_with_its_line() {
+        let text = "p1:\n  - name: notabene\n    params:\n      queue_name: q\n      password: s3cret\n  - name: notabene\n    params: {password: guest, password_file: /run/secrets/pw}\n";
+        let known: BTreeSet<String> = ["notabene"].map(String::from).into();
+        let (_, warnings) = load_pipelines(text, "p.yaml", Some(&known)).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let w = warnings[0].to_string();
+        assert!(
+            w.starts_with("p.yaml:5: pipeline 'p1': handler 'notabene'"),
+            "{w}"
+        );
+        assert!(w.contains("password_file") && !w.contains("s3cret"), "{w}");
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub struct ConsumerConfig {
     pub apps: Vec<AppKind>,
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
+    /// The dead-letter queue keeps at most this many messages, dropping the oldest
+    /// (`x-max-length`); 0: no bound.
+    pub dead_letter_max_length: u64,
+    /// Dead-lettered messages expire after this long (`x-message-ttl`); none: never.
+    pub dead_letter_ttl: Option<Duration>,
 }
 
 impl ConsumerConfig {
@@ -288,6 +293,8 @@ const KNOWN_CONSUMER: &[&str] = &[
     "batch_timeout",
     "dead_letter_exchange",
     "dead_letter_queue",
+    "dead_letter_max_length",
+    "dead_letter_ttl",
 ];
 
 /// Reads and validates `yagi.conf`.
@@ -506,6 +513,8 @@ fn consumer(r: &Reader<'_>, queue: &str) -> Result<ConsumerConfig, ConfigError> 
         apps,
         dead_letter_exchange,
         dead_letter_queue,
+        dead_letter_max_length: r.integer::<u64>(&s, "dead_letter_max_length", 100_000, 0)?,
+        dead_letter_ttl: Some(r.seconds(&s, "dead_letter_ttl", 0.0)?).filter(|ttl| !ttl.is_zero()),
     })
 }
 
@@ -654,6 +663,7 @@ mod tests {
                     [consumer:a]\napps = winchester.yagi_handler.WinchesterHandler\n\
                     dead_letter_exchange = dlx\ndead_letter_queue = a.poison\n\
                     batch_timeout = 0.05\nexchange_durable = False\ndurable = true\n\
+                    dead_letter_max_length = 0\ndead_letter_ttl = 86400\n\
                     [consumer:b]\napps = yagi.handler.shoebox_handler.ShoeboxHandler\n\
                     [rabbit_broker]\nssl = True\nPASSWORD = x\n[whatever]\nfoo = bar\n";
         let c = parse(text).unwrap();
@@ -664,12 +674,16 @@ mod tests {
         assert_eq!(a.dead_letter_exchange, "dlx");
         assert_eq!(a.dead_letter_queue, "a.poison");
         assert_eq!(a.batch_timeout, Duration::from_millis(50));
+        assert_eq!(a.dead_letter_max_length, 0, "0: no bound");
+        assert_eq!(a.dead_letter_ttl, Some(Duration::from_secs(86_400)));
         assert!(a.durable && !a.exchange_is_durable());
         assert_eq!(a.routing_key, "a");
         assert_eq!(a.exchange, "");
         let b = &c.consumers[1];
         assert_eq!(b.apps, vec![AppKind::Shoebox]);
         assert!(!b.durable);
+        assert_eq!(b.dead_letter_max_length, 100_000);
+        assert_eq!(b.dead_letter_ttl, None);
         assert!(c.uses(AppKind::Winchester) && c.uses(AppKind::Shoebox));
     }
 }

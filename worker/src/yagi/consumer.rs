@@ -207,7 +207,7 @@ async fn open_session(ctx: &QueueContext) -> Result<Session, SessionError> {
             .map_err(|e| SessionError(format!("cannot bind queue '{}': {e}", c.queue)))?;
     }
 
-    let dead_letter = connection.create_channel().await?;
+    let mut dead_letter = connection.create_channel().await?;
     dead_letter
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
@@ -228,16 +228,48 @@ async fn open_session(ctx: &QueueContext) -> Result<Session, SessionError> {
                 c.dead_letter_exchange
             ))
         })?;
-    dead_letter
+    let declared = dead_letter
         .queue_declare(
             c.dead_letter_queue.as_str().into(),
             QueueDeclareOptions {
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            dead_letter_arguments(c),
         )
-        .await?;
+        .await;
+    let depth = match declared {
+        Ok(q) => q.message_count(),
+        Err(e) => {
+            // Declared before with other arguments (an older version, a policy-less
+            // bound): the broker closed the channel. Use the queue as it is, and say
+            // how to bound it.
+            tracing::warn!(queue = %c.queue, dead_letter_queue = %c.dead_letter_queue,
+                error = %e,
+                "the dead-letter queue exists with other arguments: its bound is not applied \
+                 (drain and delete it to have it redeclared, or bound it with a RabbitMQ \
+                 policy: max-length / message-ttl)");
+            dead_letter = connection.create_channel().await?;
+            dead_letter
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            dead_letter
+                .queue_declare(
+                    c.dead_letter_queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?
+                .message_count()
+        }
+    };
+    ctx.metrics
+        .dead_letter_depth
+        .get_or_create(&queue_label(&c.queue))
+        .set(i64::from(depth));
     dead_letter
         .queue_bind(
             c.dead_letter_queue.as_str().into(),
@@ -268,6 +300,52 @@ async fn open_session(ctx: &QueueContext) -> Result<Session, SessionError> {
         consumer,
         consumer_tag,
     })
+}
+
+/// How often an idle consumer reads its dead-letter queue's depth.
+const DEPTH_REFRESH: Duration = Duration::from_secs(30);
+
+/// The dead-letter queue's bound: `x-max-length` (oldest dropped first) and
+/// `x-message-ttl`, as configured; a queue nobody drains must not fill the broker.
+fn dead_letter_arguments(c: &ConsumerConfig) -> FieldTable {
+    let mut args = FieldTable::default();
+    if c.dead_letter_max_length > 0 {
+        let max = i64::try_from(c.dead_letter_max_length).unwrap_or(i64::MAX);
+        args.insert("x-max-length".into(), AMQPValue::LongLongInt(max));
+    }
+    if let Some(ttl) = c.dead_letter_ttl {
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms));
+    }
+    args
+}
+
+/// Asks the broker how many messages wait in the dead-letter queue and sets the gauge.
+/// A failure here only leaves the gauge as it was.
+async fn refresh_dead_letter_depth(ctx: &QueueContext, session: &Session) {
+    let c = &ctx.consumer;
+    let asked = session
+        .dead_letter
+        .queue_declare(
+            c.dead_letter_queue.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    match asked {
+        Ok(q) => {
+            ctx.metrics
+                .dead_letter_depth
+                .get_or_create(&queue_label(&c.queue))
+                .set(i64::from(q.message_count()));
+        }
+        Err(e) => {
+            tracing::debug!(queue = %c.queue, error = %e, "cannot read the dead-letter queue's depth")
+        }
+    }
 }
 
 fn amqp_uri(broker: &BrokerConfig) -> lapin::uri::AMQPUri {
@@ -429,10 +507,24 @@ async fn run_session(
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
     let max = ctx.consumer.max_messages;
+    let mut depth_read = Instant::now();
     loop {
-        let first = match session.next(shutdown.cancelled()).await {
+        // While idle, the dead-letter queue's depth is read every so often (someone
+        // may be draining it).
+        if depth_read.elapsed() >= DEPTH_REFRESH {
+            refresh_dead_letter_depth(ctx, session).await;
+            depth_read = Instant::now();
+        }
+        let wake = async {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(DEPTH_REFRESH) => {}
+            }
+        };
+        let first = match session.next(wake).await {
             NextDelivery::Delivery(d) => d,
-            NextDelivery::Stopped => return Ok(()),
+            NextDelivery::Stopped if shutdown.is_cancelled() => return Ok(()),
+            NextDelivery::Stopped => continue,
             NextDelivery::Failed(e) => return Err(SessionError(e)),
         };
         let started = Instant::now();
@@ -764,6 +856,7 @@ async fn dead_letter(
             .get_or_create(&reason_labels(&c.queue, reason))
             .inc();
     }
+    refresh_dead_letter_depth(ctx, session).await;
     Ok(())
 }
 

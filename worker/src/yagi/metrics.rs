@@ -2,6 +2,7 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -26,6 +27,8 @@ pub struct YagiMetrics {
     pub reconnects: Family<Labels, Counter>,
     /// Batches retried after a transient store (or archive) error.
     pub retries: Family<Labels, Counter>,
+    /// Messages waiting in the dead-letter queue, as the broker last said.
+    pub dead_letter_depth: Family<Labels, Gauge>,
 }
 
 impl Default for YagiMetrics {
@@ -47,6 +50,7 @@ impl YagiMetrics {
             }),
             reconnects: Family::default(),
             retries: Family::default(),
+            dead_letter_depth: Family::default(),
         }
     }
 
@@ -88,6 +92,11 @@ impl YagiMetrics {
             "batch_retries",
             "Batches retried after a transient store or archive error",
             self.retries.clone(),
+        );
+        r.register(
+            "dead_letter_depth",
+            "Messages waiting in the dead-letter queue (refreshed after dead-lettering and every 30 s)",
+            self.dead_letter_depth.clone(),
         );
     }
 }

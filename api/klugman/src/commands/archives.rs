@@ -34,7 +34,7 @@ pub fn execute(ctx: &Context, args: &ArchivesArgs, out: &mut dyn Write) -> Resul
         let (value, raw) = ctx.get_json(version, &req, out)?;
         return ctx.print(out, &value, &raw, render::archives);
     };
-    let client = Client::new(ctx.url, version)?;
+    let client = ctx.client(version)?;
     ctx.debug_request(&client, &req, out)?;
     match &args.output {
         None => client.download(&req, out).map(|_| ()),

@@ -20,6 +20,8 @@ pub struct Context<'a> {
     pub version: u32,
     pub debug: bool,
     pub json: bool,
+    /// The bearer token sent with every request, if any.
+    pub token: Option<String>,
 }
 
 impl Context<'_> {
@@ -31,9 +33,14 @@ impl Context<'_> {
         req: &ApiRequest,
         out: &mut dyn Write,
     ) -> Result<(Value, String), Error> {
-        let client = Client::new(self.url, version)?;
+        let client = self.client(version)?;
         self.debug_request(&client, req, out)?;
         client.get_json(req)
+    }
+
+    /// A client of API `version`, carrying the token.
+    fn client(&self, version: u32) -> Result<Client, Error> {
+        Ok(Client::new(self.url, version)?.with_token(self.token.clone()))
     }
 
     fn debug_request(
@@ -78,11 +85,29 @@ pub(crate) fn emit(out: &mut dyn Write, text: &str) -> Result<(), Error> {
 
 /// Runs the parsed command line.
 pub fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
+    let token = match &cli.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    Error::BadArgument(format!(
+                        "cannot read the token file {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("STV3_API_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string()),
+    }
+    .filter(|t| !t.is_empty());
     let ctx = Context {
         url: &cli.url,
         version: cli.version,
         debug: cli.debug,
         json: cli.json,
+        token,
     };
     match &cli.command {
         Command::Streams(args) => streams::execute(&ctx, args, out),

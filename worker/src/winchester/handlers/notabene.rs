@@ -4,7 +4,12 @@
 //! Parameters (the original's): `host` (localhost), `port` (5672), `user` (guest),
 //! `password` (guest), `vhost` (/), `library` (ignored: there is one AMQP client),
 //! `exchange` (required), `exchange_type` (topic), `queue_name` (required, also the
-//! routing key), `env_keys` (a list; none by default). Ours: `tls` (false).
+//! routing key), `env_keys` (a list; none by default). Ours: `tls` (false), and the
+//! password from somewhere other than `pipelines.yaml` (which the operator keeps in a
+//! ConfigMap): `password_file` (a file, e.g. a mounted Secret; surrounding whitespace
+//! dropped) or `password_env` (an environment variable, e.g. set from a Secret). The
+//! first of `password_file`, `password_env`, `password` given wins; a file or variable
+//! that is not there is an error at start-up, never a silent `guest`.
 
 use super::{warn_unknown_params, HandlerConfigError};
 use crate::event::Event;
@@ -15,11 +20,13 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 const NAME: &str = "notabene";
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 13] = [
     "host",
     "port",
     "user",
     "password",
+    "password_env",
+    "password_file",
     "vhost",
     "library",
     "exchange",
@@ -99,6 +106,25 @@ fn flag(params: &Map<String, Value>, key: &str) -> Result<bool, HandlerConfigErr
     }
 }
 
+/// The password: from `password_file`, else `password_env`, else `password`.
+fn password(params: &Map<String, Value>) -> Result<Option<String>, HandlerConfigError> {
+    if let Some(path) = text(params, "password_file")? {
+        return std::fs::read_to_string(&path)
+            .map(|p| Some(p.trim().to_string()))
+            .map_err(|e| bad("password_file", format!("cannot read {path}: {e}")));
+    }
+    if let Some(name) = text(params, "password_env")? {
+        return match std::env::var(&name) {
+            Ok(p) => Ok(Some(p)),
+            Err(_) => Err(bad(
+                "password_env",
+                format!("the environment variable {name} is not set"),
+            )),
+        };
+    }
+    text(params, "password")
+}
+
 fn env_keys(params: &Map<String, Value>) -> Result<Vec<String>, HandlerConfigError> {
     match params.get("env_keys") {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -130,7 +156,7 @@ impl NotabeneFactory {
             host: text(params, "host")?.unwrap_or(defaults.host),
             port: port(params)?,
             user: text(params, "user")?.unwrap_or(defaults.user),
-            password: text(params, "password")?.unwrap_or(defaults.password),
+            password: password(params)?.unwrap_or(defaults.password),
             vhost: text(params, "vhost")?.unwrap_or(defaults.vhost),
             tls: flag(params, "tls")?,
         };
@@ -324,6 +350,60 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_password_comes_from_a_file_or_the_environment() {
+        let sink = Arc::new(RecordingSink::new());
+        let dir = std::env::temp_dir().join(format!("stv3-nb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let mut p = minimal();
+        p.insert("password".into(), json!("literal"));
+        p.insert(
+            "password_env".into(),
+            json!("STV3_TEST_NOTABENE_PASSWORD_UNSET"),
+        );
+        p.insert("password_file".into(), json!(file.display().to_string()));
+        let f = NotabeneFactory::new(&p, sink.clone()).unwrap();
+        assert_eq!(f.target().connection.password, "from-file", "the file wins");
+
+        p.remove("password_file");
+        let err = NotabeneFactory::new(&p, sink.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("STV3_TEST_NOTABENE_PASSWORD_UNSET is not set"),
+            "{err}"
+        );
+        // PATH is set in every test environment: a variable that is there is used.
+        p.insert("password_env".into(), json!("PATH"));
+        let f = NotabeneFactory::new(&p, sink.clone()).unwrap();
+        assert_eq!(
+            f.target().connection.password,
+            std::env::var("PATH").unwrap()
+        );
+
+        p.remove("password_env");
+        assert_eq!(
+            NotabeneFactory::new(&p, sink.clone())
+                .unwrap()
+                .target()
+                .connection
+                .password,
+            "literal"
+        );
+        p.insert(
+            "password_file".into(),
+            json!(dir.join("nope").display().to_string()),
+        );
+        let err = NotabeneFactory::new(&p, sink).unwrap_err().to_string();
+        assert!(
+            err.contains("password_file") && err.contains("cannot read"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
