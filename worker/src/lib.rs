@@ -7,6 +7,7 @@
 //! The pure parts here take values and return values: no I/O beyond reading
 //! configuration files, no clock reads except where a caller asks for "now".
 
+pub mod amqp;
 pub mod distiller;
 pub mod event;
 pub mod notabene;

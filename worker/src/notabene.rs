@@ -16,13 +16,8 @@
 //! them, and tests read them back.
 
 use async_trait::async_trait;
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
-use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -30,94 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Where to reach a broker. The password is never printed: `Debug` redacts it.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct AmqpParams {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: String,
-    pub vhost: String,
-    /// `amqps://` (TLS) instead of plain `amqp://`.
-    pub tls: bool,
-}
-
-impl Default for AmqpParams {
-    /// The original's defaults: guest/guest on localhost:5672, vhost `/`.
-    fn default() -> Self {
-        AmqpParams {
-            host: "localhost".to_string(),
-            port: 5672,
-            user: "guest".to_string(),
-            password: "guest".to_string(),
-            vhost: "/".to_string(),
-            tls: false,
-        }
-    }
-}
-
-impl fmt::Debug for AmqpParams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AmqpParams")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .field("vhost", &self.vhost)
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
-impl fmt::Display for AmqpParams {
-    /// `amqp://user@host:port/vhost`, without the password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "amqps" } else { "amqp" };
-        write!(
-            f,
-            "{scheme}://{}@{}:{}/{}",
-            self.user, self.host, self.port, self.vhost
-        )
-    }
-}
-
-impl AmqpParams {
-    /// Parses an `amqp://user:password@host:port/vhost` URL (percent-encoded parts,
-    /// `%2f` for the vhost `/`), as the test environment gives it.
-    pub fn from_url(url: &str) -> Result<Self, PublishError> {
-        let uri: AMQPUri = url
-            .parse()
-            .map_err(|e: String| PublishError::Config(format!("bad AMQP URL: {e}")))?;
-        Ok(AmqpParams {
-            host: uri.authority.host,
-            port: uri.authority.port,
-            user: uri.authority.userinfo.username,
-            password: uri.authority.userinfo.password,
-            vhost: uri.vhost,
-            tls: uri.scheme == AMQPScheme::AMQPS,
-        })
-    }
-
-    fn to_uri(&self) -> AMQPUri {
-        AMQPUri {
-            scheme: if self.tls {
-                AMQPScheme::AMQPS
-            } else {
-                AMQPScheme::AMQP
-            },
-            authority: AMQPAuthority {
-                userinfo: AMQPUserInfo {
-                    username: self.user.clone(),
-                    password: self.password.clone(),
-                },
-                host: self.host.clone(),
-                port: self.port,
-            },
-            vhost: self.vhost.clone(),
-            query: AMQPQueryString::default(),
-        }
-    }
-}
+pub use crate::amqp::AmqpParams;
+use crate::amqp::BoundQueue;
 
 /// Where one notification goes: a broker, an exchange and a queue (whose name is also
 /// the routing key).
@@ -133,8 +42,6 @@ pub struct PublishTarget {
 /// Why a notification was not published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("{0}")]
-    Config(String),
     #[error("cannot connect to {target}: {reason}")]
     Connect { target: String, reason: String },
     #[error("cannot declare exchange '{exchange}' / queue '{queue}' on {target}: {reason}")]
@@ -340,52 +247,25 @@ impl AmqpPublisher {
         if pooled.declared.contains(&key) {
             return Ok(());
         }
-        let declare_err = |reason: String| PublishError::Declare {
-            target: target.connection.to_string(),
-            exchange: target.exchange.clone(),
-            queue: target.queue_name.clone(),
-            reason,
+        let topology = BoundQueue {
+            queue: &target.queue_name,
+            queue_durable: true,
+            queue_auto_delete: false,
+            exchange: &target.exchange,
+            exchange_type: &target.exchange_type,
+            exchange_durable: true,
+            exchange_auto_delete: false,
+            routing_key: &target.queue_name,
         };
-        let channel = &pooled.channel;
-        // The default exchange ("") exists already and routes by queue name.
-        if !target.exchange.is_empty() {
-            channel
-                .exchange_declare(
-                    target.exchange.as_str().into(),
-                    exchange_kind(&target.exchange_type),
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| declare_err(e.to_string()))?;
-        }
-        channel
-            .queue_declare(
-                target.queue_name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    auto_delete: false,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        topology
+            .declare(&pooled.channel)
             .await
-            .map_err(|e| declare_err(e.to_string()))?;
-        if !target.exchange.is_empty() {
-            channel
-                .queue_bind(
-                    target.queue_name.as_str().into(),
-                    target.exchange.as_str().into(),
-                    target.queue_name.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| declare_err(e.to_string()))?;
-        }
+            .map_err(|e| PublishError::Declare {
+                target: target.connection.to_string(),
+                exchange: target.exchange.clone(),
+                queue: target.queue_name.clone(),
+                reason: e.to_string(),
+            })?;
         pooled.declared.insert(key);
         Ok(())
     }
@@ -499,16 +379,6 @@ impl NotificationSink for AmqpPublisher {
     }
 }
 
-fn exchange_kind(name: &str) -> ExchangeKind {
-    match name {
-        "topic" => ExchangeKind::Topic,
-        "direct" => ExchangeKind::Direct,
-        "fanout" => ExchangeKind::Fanout,
-        "headers" => ExchangeKind::Headers,
-        other => ExchangeKind::Custom(other.to_string()),
-    }
-}
-
 async fn close_quietly(pooled: Pooled) {
     let closing = pooled.connection.close(200, "bye".into());
     let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
@@ -534,31 +404,6 @@ mod tests {
             assert!(!shown.contains("s3cret-pw"), "{shown}");
         }
         assert!(format!("{p:?}").contains("<redacted>"));
-    }
-
-    #[test]
-    fn params_from_url() {
-        let p = AmqpParams::from_url("amqp://guest:pw%40x@127.0.0.1:5672/%2f").unwrap();
-        assert_eq!(p.host, "127.0.0.1");
-        assert_eq!(p.port, 5672);
-        assert_eq!(p.user, "guest");
-        assert_eq!(p.password, "pw@x");
-        assert_eq!(p.vhost, "/");
-        assert!(!p.tls);
-        assert!(AmqpParams::from_url("http://x").is_err());
-        let uri = p.to_uri();
-        assert_eq!(uri.authority.userinfo.password, "pw@x");
-        assert_eq!(uri.vhost, "/");
-    }
-
-    #[test]
-    fn exchange_kinds() {
-        assert_eq!(exchange_kind("topic"), ExchangeKind::Topic);
-        assert_eq!(exchange_kind("fanout"), ExchangeKind::Fanout);
-        assert_eq!(
-            exchange_kind("x-delayed-message"),
-            ExchangeKind::Custom("x-delayed-message".to_string())
-        );
     }
 
     #[tokio::test]

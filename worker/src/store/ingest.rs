@@ -21,7 +21,7 @@ use super::bookkeeping::{encode_counts, StreamBookkeeping};
 use super::engine::{push_trait_rows, SqlStore};
 use super::rows::{dist_args, micros, stream_from_row, StreamRow, STREAM_COLS};
 use super::sql::{in_statements, values_statements, Arg, Backend, Conn, DbRow, Sql};
-use super::{DistinguishingTraits, IngestReport, StoreError, StreamRules, StreamState};
+use super::{DistinguishingTraits, IngestReport, StoreError, StreamId, StreamRules, StreamState};
 use crate::event::Event;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -45,6 +45,7 @@ const STREAM_UPDATED_COLS: [&str; 7] = [
 ];
 
 /// The new events of one stream key.
+#[derive(Debug)]
 struct Group {
     trigger: Arc<str>,
     dist: DistinguishingTraits,
@@ -54,16 +55,17 @@ struct Group {
 }
 
 /// One stream row to write: an existing one (upserted by id) or a new one.
-struct StreamWrite<'a> {
-    name: &'a str,
+#[derive(Debug, Clone, PartialEq)]
+struct StreamWrite {
+    name: String,
     serial: i64,
-    open_key: Option<&'a str>,
+    open_key: Option<String>,
     dist_json: String,
     bk: StreamBookkeeping,
 }
 
-impl<'a> StreamWrite<'a> {
-    fn push_args(self, args: &mut Vec<Arg<'a>>) -> Result<(), StoreError> {
+impl StreamWrite {
+    fn push_args(self, args: &mut Vec<Arg<'_>>) -> Result<(), StoreError> {
         let first = self.bk.first_event.map(micros).unwrap_or_default();
         let last = self.bk.last_event.map(micros).unwrap_or(first);
         args.push(self.name.into());
@@ -81,6 +83,16 @@ impl<'a> StreamWrite<'a> {
         )?));
         Ok(())
     }
+}
+
+/// What step 7 decided, before anything is written: the rows to write back (joined
+/// streams, and open streams closed because they expired), the streams to create
+/// (by group), and for each group the stream it joins when that is already known.
+#[derive(Debug, Default)]
+struct StreamPlan {
+    updates: Vec<(StreamId, StreamWrite)>,
+    creates: Vec<(usize, StreamWrite)>,
+    targets: Vec<Option<StreamId>>,
 }
 
 fn bookkeeping_of(row: &StreamRow, fire_len: usize) -> StreamBookkeeping {
@@ -173,51 +185,90 @@ async fn event_type_ids<B: Backend>(
     Ok((ids, learned))
 }
 
-/// One attempt at the ingest transaction (the caller retries transient failures).
+/// One attempt at the ingest transaction (the caller retries transient failures):
+/// the steps of the module's documentation, in order.
 pub(crate) async fn ingest_once<B: Backend>(
     store: &SqlStore<B>,
     events: &[Event],
     rules: &dyn StreamRules,
     now: DateTime<Utc>,
 ) -> Result<(IngestReport, Learned), StoreError> {
-    let limits = B::LIMITS;
     let mut report = IngestReport::default();
-    let mut seen = HashSet::with_capacity(events.len());
-    let batch: Vec<&Event> = events
-        .iter()
-        .filter(|e| seen.insert(e.message_id.as_str()))
-        .collect();
-
+    let batch = first_occurrences(events);
     let mut conn = store.backend.begin_write().await?;
 
-    // 1. Already stored?
-    let prefix = Sql::new("SELECT message_id FROM event WHERE message_id IN ");
-    let keys: Vec<Arg> = batch.iter().map(|e| e.message_id.as_str().into()).collect();
-    let existing = conn
-        .fetch_all(&in_statements(&prefix, "", keys, limits))
-        .await?
-        .iter()
-        .map(|r| r.text(0))
-        .collect::<Result<HashSet<String>, _>>()?;
-    let fresh: Vec<&Event> = batch
-        .into_iter()
-        .filter(|e| !existing.contains(&e.message_id))
-        .collect();
+    let fresh = not_yet_stored::<B>(&mut conn, batch).await?;
     report.duplicates = (events.len() - fresh.len()) as u64;
     report.stored = fresh.len() as u64;
     if fresh.is_empty() {
         conn.commit().await?;
         return Ok((report, Vec::new()));
     }
+    let (event_ids, learned) = insert_events(store, &mut conn, &fresh).await?;
 
-    // 2. Event types.
+    let groups = route(&fresh, rules);
+    if groups.is_empty() {
+        conn.commit().await?;
+        return Ok((report, learned));
+    }
+    let open = lock_open_streams::<B>(&mut conn, &groups).await?;
+    let plan = plan_streams(&groups, open, &fresh, rules, now, &mut report)?;
+    let (targets, created) = write_streams::<B>(&mut conn, &groups, plan).await?;
+    insert_memberships::<B>(
+        &mut conn,
+        &groups,
+        &targets,
+        &fresh,
+        &event_ids,
+        &mut report,
+    )
+    .await?;
+    insert_dist_traits::<B>(&mut conn, &groups, &targets, &created).await?;
+
+    conn.commit().await?;
+    Ok((report, learned))
+}
+
+/// The batch without repeated message_ids (the first occurrence wins).
+fn first_occurrences(events: &[Event]) -> Vec<&Event> {
+    let mut seen = HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .filter(|e| seen.insert(e.message_id.as_str()))
+        .collect()
+}
+
+/// Step 1: the events whose message_id is not stored yet.
+async fn not_yet_stored<'e, B: Backend>(
+    conn: &mut B::Conn,
+    batch: Vec<&'e Event>,
+) -> Result<Vec<&'e Event>, StoreError> {
+    let prefix = Sql::new("SELECT message_id FROM event WHERE message_id IN ");
+    let keys: Vec<Arg> = batch.iter().map(|e| e.message_id.as_str().into()).collect();
+    let existing = conn
+        .fetch_all(&in_statements(&prefix, "", keys, B::LIMITS))
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<HashSet<String>, _>>()?;
+    Ok(batch
+        .into_iter()
+        .filter(|e| !existing.contains(&e.message_id))
+        .collect())
+}
+
+/// Steps 2 to 4: event types, the events (their ids, in `fresh` order) and traits.
+async fn insert_events<B: Backend>(
+    store: &SqlStore<B>,
+    conn: &mut B::Conn,
+    fresh: &[&Event],
+) -> Result<(Vec<i64>, Learned), StoreError> {
     let names = fresh.iter().map(|e| e.event_type.as_str()).collect();
-    let (type_ids, learned) = event_type_ids(store, &mut conn, names).await?;
+    let (type_ids, learned) = event_type_ids(store, conn, names).await?;
 
-    // 3. Events and their ids.
     let mut args = Vec::with_capacity(fresh.len() * 3);
     let mut keys = Vec::with_capacity(fresh.len());
-    for e in &fresh {
+    for e in fresh {
         let type_id = type_ids.get(&e.event_type).copied().unwrap_or_default();
         args.push(e.message_id.as_str().into());
         args.push(Arg::Int(type_id));
@@ -225,7 +276,7 @@ pub(crate) async fn ingest_once<B: Backend>(
         keys.push(e.message_id.as_str().into());
     }
     let by_message = insert_returning_ids::<B>(
-        &mut conn,
+        conn,
         "event",
         "message_id, event_type_id, generated",
         3,
@@ -243,7 +294,6 @@ pub(crate) async fn ingest_once<B: Backend>(
         })
         .collect::<Result<Vec<i64>, _>>()?;
 
-    // 4. Traits.
     let mut args = Vec::new();
     for (e, &id) in fresh.iter().zip(&event_ids) {
         push_trait_rows(&mut args, id, e);
@@ -253,11 +303,15 @@ pub(crate) async fn ingest_once<B: Backend>(
         "",
         7,
         args,
-        limits,
+        B::LIMITS,
     ))
     .await?;
+    Ok((event_ids, learned))
+}
 
-    // 5. Routing.
+/// Step 5: the fresh events grouped by the stream key the rules route them to, in
+/// order of first appearance.
+fn route(fresh: &[&Event], rules: &dyn StreamRules) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     for (i, e) in fresh.iter().enumerate() {
@@ -276,19 +330,21 @@ pub(crate) async fn ingest_once<B: Backend>(
             }
         }
     }
-    if groups.is_empty() {
-        conn.commit().await?;
-        return Ok((report, learned));
-    }
+    groups
+}
 
-    // 6. Open streams of those keys.
+/// Step 6: the open streams of the groups' keys, by key (locked on MySQL).
+async fn lock_open_streams<B: Backend>(
+    conn: &mut B::Conn,
+    groups: &[Group],
+) -> Result<HashMap<String, StreamRow>, StoreError> {
     let prefix = Sql::new(format!(
         "SELECT {STREAM_COLS} FROM stream WHERE open_key IN "
     ));
     let keys: Vec<Arg> = groups.iter().map(|g| g.key.as_str().into()).collect();
-    let mut open: HashMap<String, StreamRow> = HashMap::new();
+    let mut open = HashMap::new();
     for r in conn
-        .fetch_all(&in_statements(&prefix, B::FOR_UPDATE, keys, limits))
+        .fetch_all(&in_statements(&prefix, B::FOR_UPDATE, keys, B::LIMITS))
         .await?
     {
         let row = stream_from_row(&r)?;
@@ -296,96 +352,119 @@ pub(crate) async fn ingest_once<B: Backend>(
             open.insert(key, row);
         }
     }
+    Ok(open)
+}
 
-    // 7. Bookkeeping.
-    let mut updates: Vec<(i64, StreamWrite)> = Vec::new();
-    let mut creates: Vec<(usize, StreamWrite)> = Vec::new();
-    let mut targets: Vec<Option<i64>> = vec![None; groups.len()];
-    let closed_rows: Vec<StreamRow>;
-    {
-        let mut closed = Vec::new();
-        for (gi, g) in groups.iter().enumerate() {
-            let appended: Vec<(DateTime<Utc>, &[bool])> = g
-                .members
-                .iter()
-                .map(|(i, m)| (fresh[*i].timestamp, m.as_slice()))
-                .collect();
-            let fire_len = g.members.first().map_or(0, |(_, m)| m.len());
-            let counts = report.per_trigger.entry(g.trigger.to_string()).or_default();
-            counts.added_events += g.members.len() as u64;
-            let joined = match open.remove(&g.key) {
-                Some(row) if row.stream.expire_timestamp.is_none_or(|t| t > now) => Some(row),
-                Some(row) => {
-                    closed.push(row);
-                    None
-                }
-                None => None,
-            };
-            let (mut bk, dist_json, serial) = match &joined {
-                Some(row) => (
-                    bookkeeping_of(row, fire_len),
-                    row.dist_json.clone(),
-                    row.stream.state_serial_no,
-                ),
-                None => (
-                    StreamBookkeeping {
-                        fire_counts: vec![0; fire_len],
-                        ..StreamBookkeeping::default()
-                    },
-                    serde_json::to_string(&g.dist)
-                        .map_err(|e| StoreError::Rules(format!("distinguishing traits: {e}")))?,
-                    0,
-                ),
-            };
-            let was_ready = bk.fire_timestamp.is_some();
-            rules.update(&g.trigger, &mut bk, &appended, now);
-            if bk.first_event.is_none() {
-                bk.first_event = appended.iter().map(|a| a.0).min();
+/// Step 7, the stream bookkeeping, without the database: each group joins its open
+/// stream unless that one's expiry has passed (then it is closed for collection and
+/// a new stream is created), the rules fold the group's events in, and the report
+/// counts new and newly ready streams.
+fn plan_streams(
+    groups: &[Group],
+    mut open: HashMap<String, StreamRow>,
+    fresh: &[&Event],
+    rules: &dyn StreamRules,
+    now: DateTime<Utc>,
+    report: &mut IngestReport,
+) -> Result<StreamPlan, StoreError> {
+    let mut plan = StreamPlan {
+        targets: vec![None; groups.len()],
+        ..StreamPlan::default()
+    };
+    let mut closed = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        let appended: Vec<(DateTime<Utc>, &[bool])> = g
+            .members
+            .iter()
+            .map(|(i, m)| (fresh[*i].timestamp, m.as_slice()))
+            .collect();
+        let fire_len = g.members.first().map_or(0, |(_, m)| m.len());
+        let counts = report.per_trigger.entry(g.trigger.to_string()).or_default();
+        counts.added_events += g.members.len() as u64;
+        let joined = match open.remove(&g.key) {
+            Some(row) if row.stream.expire_timestamp.is_none_or(|t| t > now) => Some(row),
+            Some(row) => {
+                closed.push(row);
+                None
             }
-            if bk.last_event.is_none() {
-                bk.last_event = appended.iter().map(|a| a.0).max();
+            None => None,
+        };
+        let (mut bk, dist_json, serial) = match &joined {
+            Some(row) => (
+                bookkeeping_of(row, fire_len),
+                row.dist_json.clone(),
+                row.stream.state_serial_no,
+            ),
+            None => (
+                StreamBookkeeping {
+                    fire_counts: vec![0; fire_len],
+                    ..StreamBookkeeping::default()
+                },
+                serde_json::to_string(&g.dist)
+                    .map_err(|e| StoreError::Rules(format!("distinguishing traits: {e}")))?,
+                0,
+            ),
+        };
+        let was_ready = bk.fire_timestamp.is_some();
+        rules.update(&g.trigger, &mut bk, &appended, now);
+        if bk.first_event.is_none() {
+            bk.first_event = appended.iter().map(|a| a.0).min();
+        }
+        if bk.last_event.is_none() {
+            bk.last_event = appended.iter().map(|a| a.0).max();
+        }
+        if !was_ready && bk.fire_timestamp.is_some() {
+            counts.ready_to_fire += 1;
+            report.streams_ready += 1;
+        }
+        let write = StreamWrite {
+            name: g.trigger.to_string(),
+            serial,
+            open_key: Some(g.key.clone()),
+            dist_json,
+            bk,
+        };
+        match joined {
+            Some(row) => {
+                plan.targets[gi] = Some(row.stream.id);
+                plan.updates.push((row.stream.id, write));
             }
-            if !was_ready && bk.fire_timestamp.is_some() {
-                counts.ready_to_fire += 1;
-                report.streams_ready += 1;
-            }
-            let write = StreamWrite {
-                name: &g.trigger,
-                serial,
-                open_key: Some(&g.key),
-                dist_json,
-                bk,
-            };
-            match joined {
-                Some(row) => {
-                    targets[gi] = Some(row.stream.id);
-                    updates.push((row.stream.id, write));
-                }
-                None => {
-                    counts.new_streams += 1;
-                    report.streams_created += 1;
-                    creates.push((gi, write));
-                }
+            None => {
+                counts.new_streams += 1;
+                report.streams_created += 1;
+                plan.creates.push((gi, write));
             }
         }
-        closed_rows = closed;
     }
-    for row in &closed_rows {
-        let bk = bookkeeping_of(row, row.stream.fire_counts.len());
-        updates.push((
+    for row in closed {
+        let bk = bookkeeping_of(&row, row.stream.fire_counts.len());
+        plan.updates.push((
             row.stream.id,
             StreamWrite {
-                name: &row.stream.name,
+                name: row.stream.name,
                 serial: row.stream.state_serial_no,
                 open_key: None,
-                dist_json: row.dist_json.clone(),
+                dist_json: row.dist_json,
                 bk,
             },
         ));
     }
+    Ok(plan)
+}
 
-    // Write-back of joined and closed streams (before the inserts, which may reuse a
-    // closed stream's open_key).
+/// The plan written: joined and closed streams upserted (before the inserts, which
+/// may reuse a closed stream's open_key), then the new streams inserted. Returns the
+/// stream each group's events go to, and the groups whose stream was created.
+async fn write_streams<B: Backend>(
+    conn: &mut B::Conn,
+    groups: &[Group],
+    plan: StreamPlan,
+) -> Result<(Vec<Option<StreamId>>, Vec<usize>), StoreError> {
+    let StreamPlan {
+        updates,
+        creates,
+        mut targets,
+    } = plan;
     if !updates.is_empty() {
         let mut args = Vec::with_capacity(updates.len() * 13);
         for (id, write) in updates {
@@ -395,22 +474,20 @@ pub(crate) async fn ingest_once<B: Backend>(
         }
         let head = format!("INSERT INTO stream (id, {STREAM_WRITE_COLS}, claim_until)");
         let tail = B::upsert_tail("id", &STREAM_UPDATED_COLS);
-        conn.execute_all(&values_statements(&head, &tail, 13, args, limits))
+        conn.execute_all(&values_statements(&head, &tail, 13, args, B::LIMITS))
             .await?;
     }
-
-    // New streams.
-    let mut new_streams = Vec::with_capacity(creates.len());
+    let mut created = Vec::with_capacity(creates.len());
     if !creates.is_empty() {
         let mut args = Vec::with_capacity(creates.len() * 11);
         let mut keys = Vec::with_capacity(creates.len());
         for (gi, write) in creates {
             keys.push(groups[gi].key.as_str().into());
-            new_streams.push(gi);
+            created.push(gi);
             write.push_args(&mut args)?;
         }
         let ids = insert_returning_ids::<B>(
-            &mut conn,
+            conn,
             "stream",
             STREAM_WRITE_COLS,
             11,
@@ -419,17 +496,27 @@ pub(crate) async fn ingest_once<B: Backend>(
             keys,
         )
         .await?;
-        for &gi in &new_streams {
+        for &gi in &created {
             let id = ids.get(&groups[gi].key).copied().ok_or_else(|| {
                 StoreError::Database(format!("stream {} was not stored", groups[gi].key))
             })?;
             targets[gi] = Some(id);
         }
     }
+    Ok((targets, created))
+}
 
-    // 8. Memberships and distinguishing traits.
+/// Step 8: stream memberships.
+async fn insert_memberships<B: Backend>(
+    conn: &mut B::Conn,
+    groups: &[Group],
+    targets: &[Option<StreamId>],
+    fresh: &[&Event],
+    event_ids: &[i64],
+    report: &mut IngestReport,
+) -> Result<(), StoreError> {
     let mut args = Vec::new();
-    for (g, target) in groups.iter().zip(&targets) {
+    for (g, target) in groups.iter().zip(targets) {
         let Some(stream_id) = *target else { continue };
         for (i, _) in &g.members {
             args.push(Arg::Int(stream_id));
@@ -443,11 +530,21 @@ pub(crate) async fn ingest_once<B: Backend>(
         "",
         3,
         args,
-        limits,
+        B::LIMITS,
     ))
     .await?;
+    Ok(())
+}
+
+/// Step 8, continued: the distinguishing traits of the streams just created.
+async fn insert_dist_traits<B: Backend>(
+    conn: &mut B::Conn,
+    groups: &[Group],
+    targets: &[Option<StreamId>],
+    created: &[usize],
+) -> Result<(), StoreError> {
     let mut args = Vec::new();
-    for &gi in &new_streams {
+    for &gi in created {
         let Some(stream_id) = targets[gi] else {
             continue;
         };
@@ -463,10 +560,181 @@ pub(crate) async fn ingest_once<B: Backend>(
         "",
         9,
         args,
-        limits,
+        B::LIMITS,
     ))
     .await?;
+    Ok(())
+}
 
-    conn.commit().await?;
-    Ok((report, learned))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::TraitValue;
+    use crate::store::{DistValue, Route, Stream};
+    use chrono::{Duration, TimeZone};
+    use std::collections::BTreeMap;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2015, 2, 27, 0, 0, 0).unwrap() + Duration::seconds(s)
+    }
+
+    /// Counts events, fires at two matches of the first criterion (at `now`), expires
+    /// an hour after the last event.
+    struct Rules;
+
+    impl StreamRules for Rules {
+        fn route(&self, _event: &Event) -> Vec<Route> {
+            Vec::new()
+        }
+        fn update(
+            &self,
+            _trigger: &str,
+            bk: &mut StreamBookkeeping,
+            appended: &[(DateTime<Utc>, &[bool])],
+            now: DateTime<Utc>,
+        ) {
+            for (t, matches) in appended {
+                bk.first_event = Some(bk.first_event.map_or(*t, |f| f.min(*t)));
+                bk.last_event = Some(bk.last_event.map_or(*t, |l| l.max(*t)));
+                bk.event_count += 1;
+                for (c, m) in bk.fire_counts.iter_mut().zip(matches.iter()) {
+                    *c += u32::from(*m);
+                }
+            }
+            bk.expire_timestamp = bk.last_event.map(|l| l + Duration::hours(1));
+            if bk.fire_timestamp.is_none() && bk.fire_counts.first().is_some_and(|c| *c >= 2) {
+                bk.fire_timestamp = Some(now);
+            }
+        }
+    }
+
+    fn event(id: &str, s: i64) -> Event {
+        let mut traits = BTreeMap::new();
+        traits.insert("instance_id".into(), TraitValue::Text("i-1".into()));
+        Event {
+            event_type: "compute.instance.update".into(),
+            message_id: id.into(),
+            timestamp: at(s),
+            traits,
+        }
+    }
+
+    fn group(key: &str, members: &[(usize, bool)]) -> Group {
+        let mut dist = DistinguishingTraits::new();
+        dist.insert("instance_id".into(), DistValue::Text("i-1".into()));
+        Group {
+            trigger: Arc::from("test"),
+            dist,
+            key: key.into(),
+            members: members.iter().map(|(i, m)| (*i, vec![*m])).collect(),
+        }
+    }
+
+    fn open_row(id: StreamId, key: &str, last: i64, count: u64, fired: u32) -> StreamRow {
+        StreamRow {
+            stream: Stream {
+                id,
+                name: "test".into(),
+                state: StreamState::Active,
+                state_serial_no: 3,
+                first_event: at(0),
+                last_event: at(last),
+                expire_timestamp: Some(at(last) + Duration::hours(1)),
+                fire_timestamp: None,
+                distinguishing_traits: Default::default(),
+                fire_counts: vec![fired],
+                event_count: count,
+                claim_until: None,
+            },
+            dist_json: r#"{"instance_id":"i-1"}"#.into(),
+            open_key: Some(key.into()),
+        }
+    }
+
+    #[test]
+    fn a_group_without_an_open_stream_creates_one() {
+        let events = [event("a", 10), event("b", 5)];
+        let fresh: Vec<&Event> = events.iter().collect();
+        let groups = [group("k1", &[(0, false), (1, false)])];
+        let mut report = IngestReport::default();
+        let plan =
+            plan_streams(&groups, HashMap::new(), &fresh, &Rules, at(20), &mut report).unwrap();
+        assert!(plan.updates.is_empty());
+        assert_eq!(plan.targets, vec![None]);
+        let (gi, write) = &plan.creates[0];
+        assert_eq!(*gi, 0);
+        assert_eq!(write.open_key.as_deref(), Some("k1"));
+        assert_eq!((write.serial, write.bk.event_count), (0, 2));
+        assert_eq!(
+            (write.bk.first_event, write.bk.last_event),
+            (Some(at(5)), Some(at(10)))
+        );
+        let dist: DistinguishingTraits = serde_json::from_str(&write.dist_json).unwrap();
+        assert_eq!(
+            dist, groups[0].dist,
+            "the group's distinguishing traits, as JSON"
+        );
+        assert_eq!(report.streams_created, 1);
+        assert_eq!(report.per_trigger["test"].new_streams, 1);
+        assert_eq!(report.per_trigger["test"].added_events, 2);
+        assert_eq!(report.streams_ready, 0);
+    }
+
+    #[test]
+    fn a_group_joins_its_open_stream_and_may_make_it_ready() {
+        let events = [event("c", 30)];
+        let fresh: Vec<&Event> = events.iter().collect();
+        let groups = [group("k1", &[(0, true)])];
+        let mut open = HashMap::new();
+        open.insert("k1".to_string(), open_row(7, "k1", 20, 4, 1));
+        let mut report = IngestReport::default();
+        let plan = plan_streams(&groups, open, &fresh, &Rules, at(40), &mut report).unwrap();
+        assert!(plan.creates.is_empty());
+        assert_eq!(plan.targets, vec![Some(7)]);
+        let (id, write) = &plan.updates[0];
+        assert_eq!(*id, 7);
+        assert_eq!(write.serial, 3, "the row's serial, unchanged");
+        assert_eq!(write.bk.event_count, 5);
+        assert_eq!(write.bk.fire_counts, vec![2]);
+        assert_eq!(write.bk.fire_timestamp, Some(at(40)));
+        assert_eq!(write.open_key.as_deref(), Some("k1"));
+        assert_eq!((report.streams_ready, report.streams_created), (1, 0));
+        assert_eq!(report.per_trigger["test"].ready_to_fire, 1);
+    }
+
+    #[test]
+    fn an_expired_open_stream_is_closed_and_replaced() {
+        let events = [event("d", 9000)];
+        let fresh: Vec<&Event> = events.iter().collect();
+        let groups = [group("k1", &[(0, false)])];
+        let mut open = HashMap::new();
+        // Last event at 20 s: it expired at 1 h 20 s; now is 2.5 h.
+        open.insert("k1".to_string(), open_row(7, "k1", 20, 4, 0));
+        let mut report = IngestReport::default();
+        let plan = plan_streams(&groups, open, &fresh, &Rules, at(9000), &mut report).unwrap();
+        assert_eq!(
+            plan.targets,
+            vec![None],
+            "the new stream's id comes from the insert"
+        );
+        let (id, closed) = &plan.updates[0];
+        assert_eq!(*id, 7);
+        assert_eq!(closed.open_key, None, "closed for collection");
+        assert_eq!(closed.bk.event_count, 4, "unchanged");
+        let (gi, created) = &plan.creates[0];
+        assert_eq!(*gi, 0);
+        assert_eq!(created.open_key.as_deref(), Some("k1"));
+        assert_eq!(created.bk.event_count, 1);
+        assert_eq!(report.streams_created, 1);
+    }
+
+    #[test]
+    fn repeated_message_ids_keep_the_first() {
+        let events = [event("a", 1), event("b", 2), event("a", 3)];
+        let kept: Vec<i64> = first_occurrences(&events)
+            .iter()
+            .map(|e| e.timestamp.timestamp() - at(0).timestamp())
+            .collect();
+        assert_eq!(kept, vec![1, 2]);
+    }
 }

@@ -27,6 +27,7 @@ use crate::store::{Outcome, ReadyKind, Store, StoreError, Stream, StreamId};
 use crate::timex::Expression;
 use async_trait::async_trait;
 use chrono::Utc;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -77,15 +78,25 @@ impl Default for WorkerSettings {
     }
 }
 
-/// Metric labels: (name, value) pairs.
-type Labels = Vec<(String, String)>;
+/// A fire or expire pass and how a stream's run ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub kind: String,
+    pub result: String,
+}
+
+/// Fire or expire.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
 
 /// Prometheus metrics of a pipeline worker.
 #[derive(Clone)]
 pub struct WorkerMetrics {
     /// Streams processed, by kind (fire/expire) and result (completed/error/retry/lost).
-    pub streams: Family<Labels, Counter>,
-    pub pipeline_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub streams: Family<StreamLabels, Counter>,
+    pub pipeline_seconds: Family<KindLabels, Histogram, fn() -> Histogram>,
     pub claims_released: Counter,
     pub events_trimmed: Counter,
     pub events_emitted: Counter,
@@ -515,10 +526,10 @@ impl PipelineWorker {
     fn count(&self, kind_label: &str, result: &str) {
         self.metrics
             .streams
-            .get_or_create(&vec![
-                ("kind".to_string(), kind_label.to_string()),
-                ("result".to_string(), result.to_string()),
-            ])
+            .get_or_create(&StreamLabels {
+                kind: kind_label.to_string(),
+                result: result.to_string(),
+            })
             .inc();
     }
 
@@ -556,7 +567,9 @@ impl PipelineWorker {
         };
         self.metrics
             .pipeline_seconds
-            .get_or_create(&vec![("kind".to_string(), kind_label.to_string())])
+            .get_or_create(&KindLabels {
+                kind: kind_label.to_string(),
+            })
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(output) => {

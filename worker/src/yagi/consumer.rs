@@ -11,6 +11,7 @@
 use super::apps::{AppChain, AppError, AppReport};
 use super::config::{BrokerConfig, ConsumerConfig};
 use super::metrics::{queue_label, reason_labels, YagiMetrics};
+use crate::amqp::BoundQueue;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -145,21 +146,11 @@ struct Session {
     consumer_tag: String,
 }
 
-fn exchange_kind(name: &str) -> ExchangeKind {
-    match name {
-        "topic" => ExchangeKind::Topic,
-        "direct" => ExchangeKind::Direct,
-        "fanout" => ExchangeKind::Fanout,
-        "headers" => ExchangeKind::Headers,
-        other => ExchangeKind::Custom(other.to_string()),
-    }
-}
-
 async fn open_session(ctx: &QueueContext) -> Result<Session, SessionError> {
     let c = &ctx.consumer;
     let uri = ctx.broker.params.to_string();
     let connection = Connection::connect_uri(
-        amqp_uri(&ctx.broker),
+        ctx.broker.params.to_uri(),
         ConnectionProperties::default()
             .with_connection_name(format!("yagi-event {}", c.queue).into()),
     )
@@ -167,45 +158,20 @@ async fn open_session(ctx: &QueueContext) -> Result<Session, SessionError> {
     .map_err(|e| SessionError(format!("cannot connect to {uri}: {e}")))?;
     let channel = connection.create_channel().await?;
     // The original (carrot) declared the queue, then the exchange, then the binding.
-    channel
-        .queue_declare(
-            c.queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: c.durable,
-                auto_delete: c.auto_delete,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| SessionError(format!("cannot declare queue '{}': {e}", c.queue)))?;
-    if !c.exchange.is_empty() {
-        channel
-            .exchange_declare(
-                c.exchange.as_str().into(),
-                exchange_kind(&c.exchange_type),
-                ExchangeDeclareOptions {
-                    durable: c.exchange_is_durable(),
-                    auto_delete: c.exchange_is_auto_delete(),
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| SessionError(format!("cannot declare exchange '{}': {e}", c.exchange)))?;
-        // A headers exchange takes the routing key as arguments (as the original):
-        // not supported beyond an empty key here.
-        channel
-            .queue_bind(
-                c.queue.as_str().into(),
-                c.exchange.as_str().into(),
-                c.routing_key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| SessionError(format!("cannot bind queue '{}': {e}", c.queue)))?;
+    // A headers exchange takes the routing key as arguments (as the original): not
+    // supported beyond an empty key here.
+    BoundQueue {
+        queue: &c.queue,
+        queue_durable: c.durable,
+        queue_auto_delete: c.auto_delete,
+        exchange: &c.exchange,
+        exchange_type: &c.exchange_type,
+        exchange_durable: c.exchange_is_durable(),
+        exchange_auto_delete: c.exchange_is_auto_delete(),
+        routing_key: &c.routing_key,
     }
+    .declare(&channel)
+    .await?;
 
     let mut dead_letter = connection.create_channel().await?;
     dead_letter
@@ -345,28 +311,6 @@ async fn refresh_dead_letter_depth(ctx: &QueueContext, session: &Session) {
         Err(e) => {
             tracing::debug!(queue = %c.queue, error = %e, "cannot read the dead-letter queue's depth")
         }
-    }
-}
-
-fn amqp_uri(broker: &BrokerConfig) -> lapin::uri::AMQPUri {
-    use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-    let p = &broker.params;
-    AMQPUri {
-        scheme: if p.tls {
-            AMQPScheme::AMQPS
-        } else {
-            AMQPScheme::AMQP
-        },
-        authority: AMQPAuthority {
-            userinfo: AMQPUserInfo {
-                username: p.user.clone(),
-                password: p.password.clone(),
-            },
-            host: p.host.clone(),
-            port: p.port,
-        },
-        vhost: p.vhost.clone(),
-        query: AMQPQueryString::default(),
     }
 }
 

@@ -1,12 +1,26 @@
 //! Prometheus metrics of yagi-event, labelled by queue (and dead-letter reason).
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-pub type Labels = Vec<(String, String)>;
+/// The consumed queue a series is about.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+/// A consumed queue and why a message was dead-lettered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub queue: String,
+    pub reason: String,
+}
+
+type Labels = QueueLabels;
 
 /// Counters and histograms; cheap to clone (shared handles).
 #[derive(Clone)]
@@ -18,7 +32,7 @@ pub struct YagiMetrics {
     /// Events skipped because their message_id was already stored (redeliveries).
     pub duplicates: Family<Labels, Counter>,
     /// Messages republished to the dead-letter queue, by reason.
-    pub dead_lettered: Family<Labels, Counter>,
+    pub dead_lettered: Family<ReasonLabels, Counter>,
     /// Batches committed and acknowledged.
     pub batches: Family<Labels, Counter>,
     /// From the first message of a batch to its acknowledgement.
@@ -101,13 +115,15 @@ impl YagiMetrics {
     }
 }
 
-pub fn queue_label(queue: &str) -> Labels {
-    vec![("queue".to_string(), queue.to_string())]
+pub fn queue_label(queue: &str) -> QueueLabels {
+    QueueLabels {
+        queue: queue.to_string(),
+    }
 }
 
-pub fn reason_labels(queue: &str, reason: &str) -> Labels {
-    vec![
-        ("queue".to_string(), queue.to_string()),
-        ("reason".to_string(), reason.to_string()),
-    ]
+pub fn reason_labels(queue: &str, reason: &str) -> ReasonLabels {
+    ReasonLabels {
+        queue: queue.to_string(),
+        reason: reason.to_string(),
+    }
 }
