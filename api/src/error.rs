@@ -83,7 +83,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotResettable { id, state } => ApiError::Conflict(format!(
                 "stream {id} is {state}: only streams in error or expire_error can be reset"
             )),
-            StoreError::Unavailable(reason) => {
+            StoreError::Unavailable(reason) | StoreError::AccessDenied(reason) => {
                 tracing::warn!(error = %reason, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry later".into())
             }

@@ -64,6 +64,12 @@ pub enum StoreError {
     Rules(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database refused the account itself (a wrong or rotated password, a user
+    /// that does not exist). Transient while running (a password rotation reaches
+    /// every pod in time: keep the batch and retry), fatal at start-up (a wrong
+    /// password is a configuration error, and a container that exits says so).
+    #[error("database access denied: {0}")]
+    AccessDenied(String),
     /// A statement ran past the statement timeout of [`OpenOptions`].
     #[error("the query ran past the statement timeout: {0}")]
     Timeout(String),
@@ -106,7 +112,10 @@ pub struct OpenOptions {
 impl StoreError {
     /// True for errors worth retrying after a pause (connection lost, deadlock).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::AccessDenied(_)
+        )
     }
 }
 
@@ -584,6 +593,8 @@ pub async fn open_when_ready_with(
                 }
                 return Ok(Some(s));
             }
+            // At start-up a refused login is a configuration error: say so and stop.
+            Err(e @ StoreError::AccessDenied(_)) => return Err(e),
             Err(e) if e.is_transient() => {
                 let text = e.to_string();
                 if last_error.as_deref() == Some(text.as_str()) {

@@ -45,13 +45,16 @@ fn classify(e: &dyn DatabaseError) -> DbFault {
         1205 | 1213 | 1020 | 1206 | 1637 => DbFault::Race,
         // max_statement_time (MariaDB) / max_execution_time (MySQL) ran out.
         1969 | 3024 => DbFault::Timeout,
+        // The login refused: a wrong or rotated password, no such user or database
+        // access (see StoreError::AccessDenied).
+        1044 | 1045 | 1698 => DbFault::Access,
         // The server going away or refusing work: too many connections, shutdown,
         // connection killed, aborted or timed out, network errors, host blocked,
         // user limits, cluster node not ready (WSREP).
         1040 | 1053 | 1927 | 4031 | 1152 | 1158 | 1159 | 1160 | 1161 | 1129 | 1203 | 1226
         | 1047
-        // Rights taken away (a password rotation, a revoked grant).
-        | 1044 | 1045 | 1142 | 1143 | 1227 | 1698
+        // Rights taken away (a revoked grant).
+        | 1142 | 1143 | 1227
         // Read-only (a failover, --read-only, a read-only transaction, a global
         // read lock).
         | 1290 | 1792 | 1836 | 1223
@@ -102,11 +105,30 @@ impl Backend for MySqlBackend {
             .map_err(map_err)
     }
 
+    /// Several workers started at once against a new database would each apply the
+    /// migrations and all but one fail on the migrations table (a duplicate version):
+    /// a named lock, per database, makes one migrate while the others wait, then find
+    /// nothing left to do.
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/mysql")
-            .run(&self.pool)
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK(CONCAT('stv3-migrate:', DATABASE()), 300)")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        if locked != Some(1) {
+            return Err(StoreError::Unavailable(
+                "another process has been migrating this database for 5 minutes".into(),
+            ));
+        }
+        let result = sqlx::migrate!("./migrations/mysql")
+            .run_direct(&mut *conn)
             .await
-            .map_err(|e| StoreError::Migration(e.to_string()))
+            .map_err(|e| StoreError::Migration(e.to_string()));
+        let _ = sqlx::query("SELECT RELEASE_LOCK(CONCAT('stv3-migrate:', DATABASE()))")
+            .execute(&mut *conn)
+            .await;
+        result
     }
 }
 

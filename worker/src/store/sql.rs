@@ -279,6 +279,8 @@ pub enum DbFault {
     /// The statement ran past the session's statement timeout (set only where asked
     /// for, by the API): retrying the same query runs out the same way.
     Timeout,
+    /// The login itself was refused (wrong password, no such user).
+    Access,
 }
 
 /// Maps a sqlx error. Connection trouble and [`DbFault::Health`] become
@@ -308,6 +310,7 @@ pub fn map_sqlx_error(
             DbFault::Health => StoreError::Unavailable(err.to_string()),
             DbFault::Data => StoreError::Database(err.to_string()),
             DbFault::Timeout => StoreError::Timeout(err.to_string()),
+            DbFault::Access => StoreError::AccessDenied(err.to_string()),
         },
         E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::TypeNotFound { .. } => {
             StoreError::Corrupt(err.to_string())
