@@ -343,6 +343,18 @@ impl<B: Backend> SqlStore<B> {
         Ok(true)
     }
 
+    /// One statement in its own write transaction (retried while it loses races);
+    /// the rows it changed.
+    async fn write_one(&self, sql: &Sql<'_>) -> Result<u64, StoreError> {
+        retrying(move || async move {
+            let mut conn = self.backend.begin_write().await?;
+            let n = conn.execute(sql).await?;
+            conn.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+
     async fn claim_once(
         &self,
         kind: ReadyKind,
@@ -524,14 +536,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 Arg::from(StreamState::Firing.as_i16()),
                 Arg::from(StreamState::Expiring.as_i16()),
             ]);
-        let sql = &sql;
-        retrying(move || async move {
-            let mut conn = self.backend.begin_write().await?;
-            let n = conn.execute(sql).await?;
-            conn.commit().await?;
-            Ok(n == 1)
-        })
-        .await
+        Ok(self.write_one(&sql).await? == 1)
     }
 
     async fn release_expired_claims(&self, wall_now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -551,14 +556,7 @@ impl<B: Backend> Store for SqlStore<B> {
             ])
             .push(" AND claim_until < ")
             .bind(micros(wall_now));
-        let sql = &sql;
-        retrying(move || async move {
-            let mut conn = self.backend.begin_write().await?;
-            let n = conn.execute(sql).await?;
-            conn.commit().await?;
-            Ok(n)
-        })
-        .await
+        self.write_one(&sql).await
     }
 
     async fn stream_events(&self, stream_id: StreamId) -> Result<Vec<StoredEvent>, StoreError> {
@@ -615,14 +613,7 @@ impl<B: Backend> Store for SqlStore<B> {
             .bind(stream_id)
             .push(" AND state_serial_no = ")
             .bind(serial);
-        let sql = &sql;
-        retrying(move || async move {
-            let mut conn = self.backend.begin_write().await?;
-            let n = conn.execute(sql).await?;
-            conn.commit().await?;
-            Ok(n == 1)
-        })
-        .await
+        Ok(self.write_one(&sql).await? == 1)
     }
 
     async fn trim_events(&self, older_than: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {

@@ -222,8 +222,10 @@ impl Claim {
         at.elapsed() < self.lease / 3
     }
 
-    /// Extends the lease; `Ok(false)` once the claim is lost (it stays lost).
-    async fn renew(&self) -> Result<bool, StoreError> {
+    /// Extends the lease; `Ok(false)` once the claim is lost (it stays lost). The
+    /// database's answer is what counts (the serial is unchanged only while nobody
+    /// took the stream), so `limit` only bounds how long the caller waits for it.
+    async fn renew(&self, limit: Duration) -> Result<bool, StoreError> {
         if self.lost.load(Ordering::Acquire) {
             return Ok(false);
         }
@@ -231,12 +233,13 @@ impl Claim {
         let until = Utc::now()
             + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(300));
         let renewal = self.store.renew_claim(self.stream_id, self.serial, until);
-        let ours = match tokio::time::timeout(self.lease / 3, renewal).await {
+        let ours = match tokio::time::timeout(limit, renewal).await {
             Ok(result) => result?,
             Err(_) => {
-                return Err(StoreError::Unavailable(
-                    "renewing the claim took longer than a third of the lease".into(),
-                ))
+                return Err(StoreError::Unavailable(format!(
+                    "renewing the claim took longer than {}s",
+                    limit.as_secs_f64()
+                )))
             }
         };
         if ours {
@@ -248,9 +251,10 @@ impl Claim {
     }
 
     /// The heartbeat's beat: renew, and say so when it fails (the run goes on; the
-    /// commit gate decides).
+    /// commit gate decides). A beat waits at most a third of a lease: it holds up the
+    /// pipeline it runs beside.
     async fn beat(&self) {
-        match self.renew().await {
+        match self.renew(self.lease / 3).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 stream = self.stream_id,
@@ -265,7 +269,8 @@ impl Claim {
     }
 
     /// Whether the stream is still ours, with a round trip only when the last
-    /// confirmation is not recent.
+    /// confirmation is not recent. Nothing runs meanwhile, so it waits for the
+    /// database's answer (at least 30 s): a slow answer is not a lost claim.
     async fn still_ours(&self) -> Result<bool, StoreError> {
         if self.lost.load(Ordering::Acquire) {
             return Ok(false);
@@ -273,7 +278,7 @@ impl Claim {
         if self.fresh() {
             return Ok(true);
         }
-        self.renew().await
+        self.renew(self.lease.max(Duration::from_secs(30))).await
     }
 }
 

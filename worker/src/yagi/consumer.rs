@@ -661,31 +661,10 @@ async fn run_apps(
 /// blamed on a notification, and when nothing is stored (duplicates and refusals
 /// prove nothing about writes), `None` keeps the batch for later.
 async fn isolate(app: &dyn super::apps::App, good: &[Value]) -> Option<AppReport> {
-    let mut total = AppReport::default();
-    for (i, n) in good.iter().enumerate() {
-        match app.handle(std::slice::from_ref(n)).await {
-            Ok(r) => {
-                total.stored += r.stored;
-                total.duplicates += r.duplicates;
-                total.rejected.extend(r.rejected.into_iter().map(|mut x| {
-                    x.index = i;
-                    x
-                }));
-            }
-            Err(AppError::Permanent(e)) => total.rejected.push(super::apps::Rejected {
-                index: i,
-                reason: "app_error",
-                detail: e,
-            }),
-            Err(AppError::Conflict(e)) => total.rejected.push(super::apps::Rejected {
-                index: i,
-                reason: "retries_exhausted",
-                detail: e,
-            }),
-            Err(AppError::Transient(_)) => return None,
-        }
+    match one_by_one(app, good, true).await {
+        Ok(total) => (total.stored > 0).then_some(total),
+        Err(_) => None,
     }
-    (total.stored > 0).then_some(total)
 }
 
 /// Runs an app over the batch; on a permanent failure, over each notification alone,
@@ -699,29 +678,45 @@ async fn handle_with_fallback(
         Err(AppError::Permanent(e)) => {
             tracing::error!(app = app.kind().class_name(), error = %e,
                 "batch refused; handling its notifications one by one");
-            let mut total = AppReport::default();
-            for (i, n) in good.iter().enumerate() {
-                match app.handle(std::slice::from_ref(n)).await {
-                    Ok(r) => {
-                        total.stored += r.stored;
-                        total.duplicates += r.duplicates;
-                        total.rejected.extend(r.rejected.into_iter().map(|mut x| {
-                            x.index = i;
-                            x
-                        }));
-                    }
-                    Err(AppError::Permanent(e)) => total.rejected.push(super::apps::Rejected {
-                        index: i,
-                        reason: "app_error",
-                        detail: e,
-                    }),
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(total)
+            one_by_one(app, good, false).await
         }
         other => other,
     }
+}
+
+/// Hands the app each notification alone and adds up the reports. A permanent failure
+/// rejects that notification (`app_error`); so does a lost race when
+/// `conflicts_reject` (`retries_exhausted`, for [`isolate`]); any other failure ends
+/// the run and is returned.
+async fn one_by_one(
+    app: &dyn super::apps::App,
+    good: &[Value],
+    conflicts_reject: bool,
+) -> Result<AppReport, AppError> {
+    let mut total = AppReport::default();
+    for (i, n) in good.iter().enumerate() {
+        let rejected = |reason, detail| super::apps::Rejected {
+            index: i,
+            reason,
+            detail,
+        };
+        match app.handle(std::slice::from_ref(n)).await {
+            Ok(r) => {
+                total.stored += r.stored;
+                total.duplicates += r.duplicates;
+                total.rejected.extend(r.rejected.into_iter().map(|mut x| {
+                    x.index = i;
+                    x
+                }));
+            }
+            Err(AppError::Permanent(e)) => total.rejected.push(rejected("app_error", e)),
+            Err(AppError::Conflict(e)) if conflicts_reject => {
+                total.rejected.push(rejected("retries_exhausted", e))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
 }
 
 /// Republishes the poison messages (with publisher confirms) before the batch is
