@@ -94,6 +94,10 @@ run_tests() {
     esac
   done
   ensure_rust
+  # A test run builds each crate once: incremental state would add gigabytes to target/
+  # and save nothing (set CARGO_INCREMENTAL=1 to keep it when iterating locally).
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+  check_disk
   log "services (MariaDB, RabbitMQ)"
   scripts/services.sh up
   # The URLs the integration tests read.
@@ -118,6 +122,17 @@ run_tests() {
     log "skipping end-to-end tests (--no-e2e)"
   else
     run_e2e
+  fi
+}
+
+# A cold run needs about 12 GB of build output (target/, the Go build cache, image
+# layers); a full disk shows up much later as a linker's "Bus error". Say it first.
+check_disk() {
+  local dir="${CARGO_TARGET_DIR:-$ROOT/target}" avail_kb
+  mkdir -p "$dir"
+  avail_kb=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
+  if [ -n "$avail_kb" ] && [ "$avail_kb" -lt $((12 * 1024 * 1024)) ]; then
+    echo "build.sh: warning: only $((avail_kb / 1024)) MB free under $dir; a cold test run needs about 12 GB" >&2
   fi
 }
 
