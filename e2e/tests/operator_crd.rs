@@ -353,10 +353,25 @@ async fn desired_objects_are_accepted_and_reapplying_them_writes_nothing() -> Re
         passes.push(vec![
             apply(c, n, &region_config_map(&region, &files)?).await?,
             apply(c, n, &cell_config_map(&region, cell)?).await?,
-            apply(c, n, &cell_deployment(&region, cell, &region_cfg)?).await?,
-            apply(c, n, &pipeline_worker_deployment(&region, &region_cfg)?).await?,
+            apply(
+                c,
+                n,
+                &cell_deployment(&region, cell, &Resolved::config(region_cfg.clone()))?,
+            )
+            .await?,
+            apply(
+                c,
+                n,
+                &pipeline_worker_deployment(&region, &Resolved::config(region_cfg.clone()))?,
+            )
+            .await?,
             apply(c, n, &pipeline_worker_hpa(&region)?).await?,
-            apply(c, n, &api_deployment(&region, &region_cfg)?).await?,
+            apply(
+                c,
+                n,
+                &api_deployment(&region, &Resolved::config(region_cfg.clone()))?,
+            )
+            .await?,
             apply(c, n, &api_service(&region)?).await?,
             apply(c, n, &database_service(&region)?).await?,
             apply(c, n, &sts).await?,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, PodSecurityContext, ResourceRequirements, Toleration,
+    TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -72,9 +73,68 @@ pub struct StackTachRegionSpec {
     #[serde(default)]
     pub images: Images,
 
-    /// Scheduling and security settings applied to every pod the operator creates.
+    /// Scheduling and security settings applied to every pod the operator creates (a
+    /// component's own `placement` overrides the scheduling ones, field by field).
     #[serde(default)]
     pub pod: PodSettings,
+
+    /// PodDisruptionBudgets: how many pods of each component a node drain may evict at
+    /// once.
+    #[serde(default)]
+    pub disruption_budgets: DisruptionBudgets,
+}
+
+// ------------------------------------------------------------------ placement and disruption
+
+/// Where one component's pods run. Each field given replaces the region's `spec.pod`
+/// field of the same name for this component only (an empty list or map clears it).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// Node labels the component's nodes must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Taints the component's pods tolerate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Node and pod affinity and anti-affinity, as in a pod's `affinity`. (Not spelled
+    /// out in the schema: five copies of the Affinity schema would triple the CRD's
+    /// size; the operator checks it and names the field when it is not an Affinity.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub affinity: Option<serde_json::Value>,
+    /// How the component's pods spread over nodes and zones, as in a pod's
+    /// `topologySpreadConstraints` (checked by the operator, like `affinity`). Absent:
+    /// `spec.pod`'s, else the collectors, pipeline workers and API spread by node and by
+    /// zone (maxSkew 1, ScheduleAnyway); an empty list: no constraint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_objects")]
+    pub topology_spread_constraints: Option<Vec<serde_json::Value>>,
+}
+
+/// The PodDisruptionBudgets the operator keeps: `maxUnavailable: 1` for the API and
+/// the pipeline workers, and for each cell's collectors when it runs more than one
+/// replica; `minAvailable: 1` for the managed database.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudgets {
+    /// Keep the budgets (false deletes them).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Keep the managed database's budget too. With one MySQL pod it makes a node drain
+    /// wait rather than stop the region's database; set false (for a maintenance
+    /// window) to let the drain take it.
+    #[serde(default = "default_true")]
+    pub database: bool,
+}
+
+impl Default for DisruptionBudgets {
+    fn default() -> Self {
+        DisruptionBudgets {
+            enabled: true,
+            database: true,
+        }
+    }
 }
 
 // ------------------------------------------------------------------ cells
@@ -113,6 +173,10 @@ pub struct Cell {
     /// defaults in docs/operations.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// Where this cell's collectors run (over `spec.pod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 /// A RabbitMQ endpoint. Credentials are never written here: they come from a Secret.
@@ -250,6 +314,15 @@ pub struct PipelineWorkers {
     /// Other ways to scale the workers than CPU (absent: the CPU autoscaler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
+    /// Where the workers run (over `spec.pod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// The Secret key holding the password of the notabene publisher (the pipelines'
+    /// `notabene` handler): it reaches the workers as the environment variable
+    /// `STV3_NOTABENE_PASSWORD`, which `pipelines.yaml` names with
+    /// `password_env: STV3_NOTABENE_PASSWORD`. A change rolls the workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notabene_password_secret_ref: Option<SecretKeyRef>,
 }
 
 /// How the pipeline workers are scaled, beyond the CPU autoscaler.
@@ -296,6 +369,8 @@ impl Default for PipelineWorkers {
             idle_delay_seconds: default_idle_delay(),
             resources: None,
             autoscaling: None,
+            placement: None,
+            notabene_password_secret_ref: None,
         }
     }
 }
@@ -329,6 +404,9 @@ pub struct ApiServer {
     /// Require the token for read-only calls too (needs `tokenSecretRef`).
     #[serde(default)]
     pub protect_reads: bool,
+    /// Where the API pods run (over `spec.pod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 impl Default for ApiServer {
@@ -340,6 +418,7 @@ impl Default for ApiServer {
             resources: None,
             token_secret_ref: None,
             protect_reads: false,
+            placement: None,
         }
     }
 }
@@ -400,6 +479,9 @@ pub struct ManagedDatabase {
     /// defaults in docs/operations.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Where the MySQL pod runs (over `spec.pod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
 }
 
 /// A database run outside the operator.
@@ -582,6 +664,9 @@ pub struct PodSettings {
     /// Node and pod affinity and anti-affinity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// How pods spread over nodes and zones (see `Placement`; absent: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
     /// The pod-level security context. The operator's default runs as non-root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<PodSecurityContext>,
@@ -652,6 +737,23 @@ pub struct ReplicaStatus {
 }
 
 // ------------------------------------------------------------------ defaults
+
+/// The schema of a list of objects the API server keeps as given (checked by the
+/// operator).
+fn any_objects(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true },
+    })
+}
+
+/// The schema of an object the API server keeps as given (checked by the operator).
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
 
 fn default_queues() -> Vec<Queue> {
     vec![Queue {

@@ -13,14 +13,17 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ResourceRequirements, Secret, Service, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 
 use crate::config_check::{ConfigFiles, EVENT_DEFINITIONS_FILE, PIPELINES_FILE, TRIGGERS_FILE};
-use crate::crd::{Cell, ExchangeType, ImageOverride, PullPolicy, StackTachRegion};
+use crate::crd::{Cell, ExchangeType, ImageOverride, Placement, PullPolicy, StackTachRegion};
 use crate::{Error, Result};
 
 /// The field manager of every server-side apply.
@@ -28,6 +31,13 @@ pub const FIELD_MANAGER: &str = "stv3-operator";
 /// The pod-template annotation holding the hash of the config a pod runs with; a
 /// config change changes it and so rolls exactly the Deployments using that config.
 pub const CONFIG_HASH_ANNOTATION: &str = "stacktach.io/config-hash";
+/// The pod-template annotation holding the hash of the Secret keys a pod reads: a
+/// rotated password (or a Secret that appears) changes it and so rolls exactly the
+/// Deployments reading it. (A hash of the values, as Helm's `checksum/secret`
+/// convention; never the values.)
+pub const SECRETS_HASH_ANNOTATION: &str = "stacktach.io/secrets-hash";
+/// The notabene publisher's password, from `spec.pipelineWorkers.notabenePasswordSecretRef`.
+pub const ENV_NOTABENE_PASSWORD: &str = "STV3_NOTABENE_PASSWORD";
 /// The label naming a collector's cell.
 pub const CELL_LABEL: &str = "stacktach.io/cell";
 /// RabbitMQ user name, from the cell's credentials Secret.
@@ -206,19 +216,64 @@ pub fn image(region: &StackTachRegion, component: Component) -> (String, PullPol
     )
 }
 
-/// The pod-level settings every pod gets: the region's knobs, and a non-root security
-/// context when the region sets none.
-fn pod_settings(region: &StackTachRegion) -> serde_json::Map<String, Value> {
+/// The pod-level settings of a component's pods: the region's `spec.pod`, each
+/// scheduling field replaced by the component's `placement` when it gives one, and a
+/// non-root security context when the region sets none. `spread` is the selector of a
+/// Deployment's pods, which spread by node and zone unless told otherwise.
+///
+/// `placement` comes with its field path, named in the error when its affinity is not
+/// one (the CRD's schema leaves that field unchecked).
+fn pod_settings(
+    region: &StackTachRegion,
+    placement: Option<(&Placement, &str)>,
+    spread: Option<&BTreeMap<String, String>>,
+) -> Result<serde_json::Map<String, Value>> {
     let pod = &region.spec.pod;
+    let none = Placement::default();
+    let own = placement.map_or(&none, |(p, _)| p);
     let mut m = serde_json::Map::new();
-    if let Some(v) = &pod.node_selector {
+    if let Some(v) = own.node_selector.as_ref().or(pod.node_selector.as_ref()) {
         m.insert("nodeSelector".into(), json!(v));
     }
-    if let Some(v) = &pod.tolerations {
+    if let Some(v) = own.tolerations.as_ref().or(pod.tolerations.as_ref()) {
         m.insert("tolerations".into(), json!(v));
     }
-    if let Some(v) = &pod.affinity {
-        m.insert("affinity".into(), json!(v));
+    match (&own.affinity, placement) {
+        (Some(v), Some((_, path))) => {
+            let affinity: Affinity = serde_json::from_value(v.clone()).map_err(|e| {
+                Error::InvalidSpec(format!("{path}.affinity is not a pod affinity: {e}"))
+            })?;
+            m.insert("affinity".into(), json!(affinity));
+        }
+        _ => {
+            if let Some(v) = &pod.affinity {
+                m.insert("affinity".into(), json!(v));
+            }
+        }
+    }
+    let own_spread = match (&own.topology_spread_constraints, placement) {
+        (Some(v), Some((_, path))) => Some(
+            serde_json::from_value::<Vec<TopologySpreadConstraint>>(json!(v)).map_err(|e| {
+                Error::InvalidSpec(format!(
+                    "{path}.topologySpreadConstraints is not a list of topology spread \
+                     constraints: {e}"
+                ))
+            })?,
+        ),
+        _ => None,
+    };
+    match own_spread
+        .as_ref()
+        .or(pod.topology_spread_constraints.as_ref())
+    {
+        Some(v) => {
+            m.insert("topologySpreadConstraints".into(), json!(v));
+        }
+        None => {
+            if let Some(selector) = spread {
+                m.insert("topologySpreadConstraints".into(), default_spread(selector));
+            }
+        }
     }
     if let Some(v) = &pod.image_pull_secrets {
         m.insert("imagePullSecrets".into(), json!(v));
@@ -228,7 +283,26 @@ fn pod_settings(region: &StackTachRegion) -> serde_json::Map<String, Value> {
         None => json!({ "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } }),
     };
     m.insert("securityContext".into(), sc);
-    m
+    Ok(m)
+}
+
+/// Spread a Deployment's pods one apart across nodes and across zones, as a preference
+/// (`ScheduleAnyway`: a one-node or one-zone cluster still runs them all). Only pods of
+/// the same revision count (`pod-template-hash`), so a rollout does not skew it.
+fn default_spread(selector: &BTreeMap<String, String>) -> Value {
+    let constraint = |key: &str| {
+        json!({
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": { "matchLabels": selector },
+            "matchLabelKeys": ["pod-template-hash"],
+        })
+    };
+    json!([
+        constraint("kubernetes.io/hostname"),
+        constraint("topology.kubernetes.io/zone")
+    ])
 }
 
 /// A container's `resources`: what the region gives, else `component`'s default
@@ -266,6 +340,139 @@ fn database_url_env(region: &StackTachRegion) -> Value {
     json!({ "name": ENV_DATABASE_URL, "valueFrom": { "secretKeyRef": { "name": name, "key": key } } })
 }
 
+/// What the reconciler read for the desired objects: the region's config files (the
+/// data of its ConfigMap) and the Secrets its pods reference that exist, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Resolved {
+    /// The data of the region's ConfigMap ([`region_config_data`]).
+    pub region_config: BTreeMap<String, String>,
+    /// The referenced Secrets ([`referenced_secrets`]) that exist.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+impl Resolved {
+    /// Only config data (no Secret read yet).
+    pub fn config(region_config: BTreeMap<String, String>) -> Resolved {
+        Resolved {
+            region_config,
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
+/// A Secret key a component's containers read (as an environment variable).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SecretUse {
+    /// The Secret's name, in the region's namespace.
+    pub name: String,
+    /// The key within it.
+    pub key: String,
+}
+
+fn secret_use(name: &str, key: &str) -> SecretUse {
+    SecretUse {
+        name: name.into(),
+        key: key.into(),
+    }
+}
+
+/// The Secret keys the pods of `component` (of `cell`, for collectors) read: what
+/// their hash covers, and what the operator watches for them.
+pub fn secret_uses(
+    region: &StackTachRegion,
+    component: Component,
+    cell: Option<&Cell>,
+) -> Vec<SecretUse> {
+    let (db_name, db_key) = database_url_secret(region);
+    let mut uses = vec![secret_use(&db_name, &db_key)];
+    match component {
+        Component::Yagi => {
+            if let Some(cell) = cell {
+                let c = &cell.rabbitmq.credentials_secret_ref;
+                uses.push(secret_use(&c.name, &c.username_key));
+                uses.push(secret_use(&c.name, &c.password_key));
+            }
+        }
+        Component::PipelineWorker => {
+            if let Some(r) = &region.spec.pipeline_workers.notabene_password_secret_ref {
+                uses.push(secret_use(&r.name, &r.key));
+            }
+        }
+        Component::Api => {
+            if let Some(t) = &region.spec.api.token_secret_ref {
+                uses.push(secret_use(&t.name, &t.key));
+            }
+        }
+        Component::Database | Component::Migration | Component::Config => {}
+    }
+    uses
+}
+
+/// Every Secret the region's pods read, by name: what the reconciler reads to hash,
+/// and what a change of wakes the region.
+pub fn referenced_secrets(region: &StackTachRegion) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = [Component::PipelineWorker, Component::Api]
+        .into_iter()
+        .flat_map(|c| secret_uses(region, c, None))
+        .map(|u| u.name)
+        .collect();
+    for cell in &region.spec.cells {
+        names.extend(
+            secret_uses(region, Component::Yagi, Some(cell))
+                .into_iter()
+                .map(|u| u.name),
+        );
+    }
+    names
+}
+
+/// Every ConfigMap the region's config files reference, by name.
+pub fn referenced_config_maps(region: &StackTachRegion) -> BTreeSet<String> {
+    let c = &region.spec.config;
+    [&c.event_definitions, &c.triggers, &c.pipelines]
+        .into_iter()
+        .flatten()
+        .filter_map(|src| src.config_map_ref.as_ref())
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// The hash of the values of `uses` in `secrets`, as put in [`SECRETS_HASH_ANNOTATION`];
+/// a missing Secret or key hashes as absent, so its appearing rolls the pods too.
+pub fn secrets_hash(secrets: &BTreeMap<String, Secret>, uses: &[SecretUse]) -> String {
+    let mut sorted: Vec<&SecretUse> = uses.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut h = Sha256::new();
+    for u in sorted {
+        let secret = secrets.get(&u.name);
+        let value = secret
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(&u.key))
+            .map(|v| v.0.as_slice())
+            .or_else(|| {
+                secret
+                    .and_then(|s| s.string_data.as_ref())
+                    .and_then(|d| d.get(&u.key))
+                    .map(|v| v.as_bytes())
+            });
+        for part in [u.name.as_bytes(), u.key.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        match value {
+            Some(v) => {
+                h.update(b"present");
+                h.update((v.len() as u64).to_le_bytes());
+                h.update(v);
+            }
+            None => h.update(b"absent"),
+        }
+    }
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The hash of config data, as put in [`CONFIG_HASH_ANNOTATION`].
 pub fn config_hash<'a>(data: impl IntoIterator<Item = &'a BTreeMap<String, String>>) -> String {
     let mut h = Sha256::new();
@@ -282,8 +489,48 @@ pub fn config_hash<'a>(data: impl IntoIterator<Item = &'a BTreeMap<String, Strin
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
-    Ok(serde_json::from_value(v)?)
+/// The typed object `v` describes. k8s-openapi's types skip keys they do not know, so
+/// a misspelt key in a `json!` block would vanish without a word (a probe that is
+/// never set, a limit never applied): the typed object is written back and every key
+/// of `v` must still be there, or this fails naming the first one lost.
+fn from_json<T: serde::de::DeserializeOwned + serde::Serialize>(v: Value) -> Result<T> {
+    let typed: T = serde_json::from_value(v.clone())?;
+    let back = serde_json::to_value(&typed)?;
+    match dropped_key(&v, &back, String::new()) {
+        Some(path) => Err(Error::DroppedField(path)),
+        None => Ok(typed),
+    }
+}
+
+/// The path of the first key of `given` (recursively) that `kept` lacks; nulls and
+/// empty objects or lists given may be dropped (they mean "absent" to the API server).
+pub fn dropped_key(given: &Value, kept: &Value, path: String) -> Option<String> {
+    match (given, kept) {
+        (Value::Object(g), Value::Object(k)) => g.iter().find_map(|(key, gv)| {
+            let here = format!("{path}.{key}");
+            match k.get(key) {
+                Some(kv) => dropped_key(gv, kv, here),
+                None if is_empty(gv) => None,
+                None => Some(here),
+            }
+        }),
+        (Value::Array(g), Value::Array(k)) => g
+            .iter()
+            .zip(k)
+            .enumerate()
+            .find_map(|(i, (gv, kv))| dropped_key(gv, kv, format!("{path}[{i}]")))
+            .or_else(|| (g.len() > k.len()).then(|| format!("{path}[{}]", k.len()))),
+        _ => None,
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
 }
 
 // ------------------------------------------------------------------ region config
@@ -456,8 +703,9 @@ pub fn cell_config_map(region: &StackTachRegion, cell: &Cell) -> Result<ConfigMa
 pub fn cell_deployment(
     region: &StackTachRegion,
     cell: &Cell,
-    region_config: &BTreeMap<String, String>,
+    resolved: &Resolved,
 ) -> Result<Deployment> {
+    let region_config = &resolved.region_config;
     let name = yagi_name(region, &cell.name);
     let (image, pull) = image(region, Component::Yagi);
     let creds = &cell.rabbitmq.credentials_secret_ref;
@@ -479,7 +727,14 @@ pub fn cell_deployment(
         mounts.push(json!({ "name": "shoebox", "mountPath": s.path }));
     }
     let hash = config_hash([region_config, &cell_config_data(cell)]);
-    let mut pod = pod_settings(region);
+    let secrets = secrets_hash(
+        &resolved.secrets,
+        &secret_uses(region, Component::Yagi, Some(cell)),
+    );
+    let selector = selector_labels(region, Component::Yagi, Some(&cell.name));
+    let path = format!("spec.cells[{}].placement", cell.name);
+    let placement = cell.placement.as_ref().map(|p| (p, path.as_str()));
+    let mut pod = pod_settings(region, placement, Some(&selector))?;
     pod.insert(
         "containers".into(),
         json!([{
@@ -502,7 +757,6 @@ pub fn cell_deployment(
         }]),
     );
     pod.insert("volumes".into(), json!(volumes));
-    let selector = selector_labels(region, Component::Yagi, Some(&cell.name));
     from_json(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(region, name, Component::Yagi, Some(&cell.name))?,
@@ -512,7 +766,7 @@ pub fn cell_deployment(
             "template": {
                 "metadata": {
                     "labels": labels(region, Component::Yagi, Some(&cell.name)),
-                    "annotations": { CONFIG_HASH_ANNOTATION: hash },
+                    "annotations": { CONFIG_HASH_ANNOTATION: hash, SECRETS_HASH_ANNOTATION: secrets },
                 },
                 "spec": pod,
             },
@@ -526,16 +780,28 @@ pub fn cell_deployment(
 /// HorizontalPodAutoscaler owns the count, and applying one would fight it.
 pub fn pipeline_worker_deployment(
     region: &StackTachRegion,
-    region_config: &BTreeMap<String, String>,
+    resolved: &Resolved,
 ) -> Result<Deployment> {
+    let region_config = &resolved.region_config;
     let (image, pull) = image(region, Component::PipelineWorker);
+    let workers = &region.spec.pipeline_workers;
+    let mut env = vec![database_url_env(region)];
+    if let Some(r) = &workers.notabene_password_secret_ref {
+        env.push(json!({ "name": ENV_NOTABENE_PASSWORD,
+            "valueFrom": { "secretKeyRef": { "name": r.name, "key": r.key } } }));
+    }
+    let secrets = secrets_hash(
+        &resolved.secrets,
+        &secret_uses(region, Component::PipelineWorker, None),
+    );
+    let selector = selector_labels(region, Component::PipelineWorker, None);
     let container = json!({
         "name": "pipeline-worker",
         "image": image,
         "imagePullPolicy": pull,
         "command": ["pipeline-worker", "--config", format!("{REGION_CONFIG_DIR}/winchester.yaml"),
                     "--metrics-listen", "0.0.0.0:9101"],
-        "env": [database_url_env(region)],
+        "env": env,
         "ports": [{ "name": "metrics", "containerPort": 9101 }],
         "readinessProbe": { "httpGet": { "path": "/readyz", "port": "metrics" }, "periodSeconds": 10 },
         "livenessProbe": { "httpGet": { "path": "/healthz", "port": "metrics" }, "periodSeconds": 20 },
@@ -543,7 +809,11 @@ pub fn pipeline_worker_deployment(
         "resources": resources(region.spec.pipeline_workers.resources.as_ref(), Component::PipelineWorker),
         "securityContext": container_security_context(),
     });
-    let mut pod = pod_settings(region);
+    let placement = workers
+        .placement
+        .as_ref()
+        .map(|p| (p, "spec.pipelineWorkers.placement"));
+    let mut pod = pod_settings(region, placement, Some(&selector))?;
     pod.insert("containers".into(), json!([container]));
     pod.insert(
         "volumes".into(),
@@ -553,11 +823,14 @@ pub fn pipeline_worker_deployment(
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(region, pipeline_worker_name(region), Component::PipelineWorker, None)?,
         "spec": {
-            "selector": { "matchLabels": selector_labels(region, Component::PipelineWorker, None) },
+            "selector": { "matchLabels": selector },
             "template": {
                 "metadata": {
                     "labels": labels(region, Component::PipelineWorker, None),
-                    "annotations": { CONFIG_HASH_ANNOTATION: config_hash([region_config]) },
+                    "annotations": {
+                        CONFIG_HASH_ANNOTATION: config_hash([region_config]),
+                        SECRETS_HASH_ANNOTATION: secrets,
+                    },
                 },
                 "spec": pod,
             },
@@ -605,10 +878,8 @@ fn api_config(region_config: &BTreeMap<String, String>) -> BTreeMap<String, Stri
 }
 
 /// `<region>-api` Deployment.
-pub fn api_deployment(
-    region: &StackTachRegion,
-    region_config: &BTreeMap<String, String>,
-) -> Result<Deployment> {
+pub fn api_deployment(region: &StackTachRegion, resolved: &Resolved) -> Result<Deployment> {
+    let region_config = &resolved.region_config;
     let (image, pull) = image(region, Component::Api);
     let api = &region.spec.api;
     let mut command = vec![
@@ -639,7 +910,13 @@ pub fn api_deployment(
         "resources": resources(region.spec.api.resources.as_ref(), Component::Api),
         "securityContext": container_security_context(),
     });
-    let mut pod = pod_settings(region);
+    let selector = selector_labels(region, Component::Api, None);
+    let secrets = secrets_hash(
+        &resolved.secrets,
+        &secret_uses(region, Component::Api, None),
+    );
+    let placement = api.placement.as_ref().map(|p| (p, "spec.api.placement"));
+    let mut pod = pod_settings(region, placement, Some(&selector))?;
     pod.insert("containers".into(), json!([container]));
     pod.insert(
         "volumes".into(),
@@ -650,11 +927,14 @@ pub fn api_deployment(
         "metadata": metadata(region, api_name(region), Component::Api, None)?,
         "spec": {
             "replicas": region.spec.api.replicas,
-            "selector": { "matchLabels": selector_labels(region, Component::Api, None) },
+            "selector": { "matchLabels": selector },
             "template": {
                 "metadata": {
                     "labels": labels(region, Component::Api, None),
-                    "annotations": { CONFIG_HASH_ANNOTATION: config_hash([&api_config(region_config)]) },
+                    "annotations": {
+                        CONFIG_HASH_ANNOTATION: config_hash([&api_config(region_config)]),
+                        SECRETS_HASH_ANNOTATION: secrets,
+                    },
                 },
                 "spec": pod,
             },
@@ -770,6 +1050,10 @@ pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulS
         ],
         "ports": [{ "name": "mysql", "containerPort": MYSQL_PORT }],
         "readinessProbe": { "tcpSocket": { "port": "mysql" }, "periodSeconds": 5 },
+        // A first start initialises the data directory before it listens: up to five
+        // minutes of startup, then a MySQL that stops answering is restarted.
+        "startupProbe": { "tcpSocket": { "port": "mysql" }, "periodSeconds": 5, "failureThreshold": 60 },
+        "livenessProbe": { "tcpSocket": { "port": "mysql" }, "periodSeconds": 20, "failureThreshold": 3 },
         "volumeMounts": [{ "name": "data", "mountPath": "/var/lib/mysql" }],
         "resources": resources(m.resources.as_ref(), Component::Database),
         "securityContext": {
@@ -777,15 +1061,19 @@ pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulS
             "capabilities": { "drop": ["ALL"] },
         },
     });
-    let mut pod = pod_settings(region);
-    if region.spec.pod.security_context.is_none() {
-        // The official MySQL image's `mysql` user.
-        pod.insert(
-            "securityContext".into(),
-            json!({ "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
-                    "seccompProfile": { "type": "RuntimeDefault" } }),
-        );
-    }
+    let placement = m
+        .placement
+        .as_ref()
+        .map(|p| (p, "spec.database.managed.placement"));
+    let mut pod = pod_settings(region, placement, None)?;
+    // Always the official MySQL image's `mysql` user, whatever `spec.pod` says: the
+    // data volume's files belong to it, and a region-wide securityContext meant for
+    // the StackTach containers (user 65532) would leave MySQL unable to read its data.
+    pod.insert(
+        "securityContext".into(),
+        json!({ "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+                "seccompProfile": { "type": "RuntimeDefault" } }),
+    );
     pod.insert("containers".into(), json!([container]));
     let mut pvc = json!({
         "metadata": { "name": "data" },
@@ -825,7 +1113,7 @@ pub fn migration_image(region: &StackTachRegion) -> String {
 /// settings such as a nodeSelector) is a new Job rather than a refused update.
 pub fn migration_job(region: &StackTachRegion) -> Result<Job> {
     let (image, pull) = image(region, Component::Migration);
-    let mut pod = pod_settings(region);
+    let mut pod = pod_settings(region, None, None)?;
     pod.insert("restartPolicy".into(), json!("OnFailure"));
     pod.insert(
         "containers".into(),

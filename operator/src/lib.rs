@@ -8,6 +8,7 @@
 pub mod config_check;
 pub mod crd;
 pub mod desired;
+pub mod disruption;
 pub mod keda;
 pub mod leader;
 pub mod observe;
@@ -34,6 +35,16 @@ pub enum Error {
     #[error("missing reference: {0}")]
     MissingReference(String),
 
+    /// A field of the spec that the CRD's schema leaves unchecked is not what it must
+    /// be (the message names it).
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+
+    /// A desired object lost a field when typed: a key its builder misspelt (a bug in
+    /// the operator, caught before anything is applied).
+    #[error("a desired object lost the field {0} when typed (a misspelt key)")]
+    DroppedField(String),
+
     /// An object could not be (de)serialized.
     #[error("serialization failed: {0}")]
     Serialization(#[from] serde_json::Error),
@@ -46,6 +57,8 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::InvalidConfig(_) => "invalid_config",
             Error::MissingReference(_) => "missing_reference",
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::DroppedField(_) => "dropped_field",
             Error::Serialization(_) => "serialization",
         }
     }
@@ -56,6 +69,8 @@ impl Error {
             Error::Kube(_) => "KubernetesApiError",
             Error::InvalidConfig(_) => "InvalidConfig",
             Error::MissingReference(_) => "MissingReference",
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::DroppedField(_) => "DroppedField",
             Error::Serialization(_) => "SerializationFailed",
         }
     }

@@ -21,12 +21,16 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{reflector, watcher, Controller, PredicateConfig, WatchStreamExt};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use operator::crd::StackTachRegion;
+use operator::desired::{self, FIELD_MANAGER};
 use operator::leader::{self, Election, LeaderConfig};
 use operator::observe::{self, Health, Metrics};
 use operator::reconcile::{error_policy, reconcile};
@@ -48,6 +52,23 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The regions (in `store`) in the namespace of `obj` that reference it by name, as
+/// `names` of a region lists them: the regions to reconcile when a Secret or ConfigMap
+/// they read appears, changes or goes.
+fn referencing_regions<K: Resource>(
+    store: &Store<StackTachRegion>,
+    obj: &PartialObjectMeta<K>,
+    names: fn(&StackTachRegion) -> std::collections::BTreeSet<String>,
+) -> Vec<ObjectRef<StackTachRegion>> {
+    let (ns, name) = (obj.namespace(), obj.name_any());
+    store
+        .state()
+        .into_iter()
+        .filter(|r| r.namespace() == ns && names(r).contains(&name))
+        .map(|r| ObjectRef::from_obj(&*r))
+        .collect()
 }
 
 #[tokio::main]
@@ -136,14 +157,44 @@ async fn run() -> anyhow::Result<ExitCode> {
         .reflect(writer)
         .applied_objects()
         .predicate_filter(status::reconcile_trigger, PredicateConfig::default());
+    // Owned objects carry the operator's managed-by label: a cluster-wide operator
+    // then streams its own objects, not every Deployment of the cluster.
+    let owned = wc
+        .clone()
+        .labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    // Secrets and ConfigMaps the regions reference (credentials, config files): their
+    // metadata only (a Secret's data never crosses the watch), so that one that
+    // appears or changes is reconciled in seconds, and a rotated password rolls the
+    // pods reading it (the pod templates carry a hash of what they read).
+    let secret_refs = {
+        let store = reader.clone();
+        move |s: PartialObjectMeta<Secret>| {
+            referencing_regions(&store, &s, desired::referenced_secrets)
+        }
+    };
+    let config_refs = {
+        let store = reader.clone();
+        move |c: PartialObjectMeta<ConfigMap>| {
+            referencing_regions(&store, &c, desired::referenced_config_maps)
+        }
+    };
+    let secrets = watcher(api::<PartialObjectMeta<Secret>>(&client, ns), wc.clone())
+        .default_backoff()
+        .touched_objects();
+    let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), wc.clone())
+        .default_backoff()
+        .touched_objects();
     let stop = shutdown.clone();
     let controller = Controller::for_stream(regions, reader)
-        .owns(api::<Deployment>(&client, ns), wc.clone())
-        .owns(api::<ConfigMap>(&client, ns), wc.clone())
-        .owns(api::<Service>(&client, ns), wc.clone())
-        .owns(api::<StatefulSet>(&client, ns), wc.clone())
-        .owns(api::<HorizontalPodAutoscaler>(&client, ns), wc.clone())
-        .owns(api::<Job>(&client, ns), wc)
+        .owns(api::<Deployment>(&client, ns), owned.clone())
+        .owns(api::<ConfigMap>(&client, ns), owned.clone())
+        .owns(api::<Service>(&client, ns), owned.clone())
+        .owns(api::<StatefulSet>(&client, ns), owned.clone())
+        .owns(api::<HorizontalPodAutoscaler>(&client, ns), owned.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
+        .owns(api::<Job>(&client, ns), owned)
+        .watches_stream(secrets, secret_refs)
+        .watches_stream(config_maps, config_refs)
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

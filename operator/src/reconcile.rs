@@ -7,7 +7,7 @@
 //! publishes a Warning Event; every reconcile is counted and timed
 //! ([`crate::observe::Metrics`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
@@ -31,10 +32,10 @@ use serde_json::json;
 
 use crate::config_check::{self, ConfigFiles};
 use crate::crd::{ConfigSource, StackTachRegion, StackTachRegionStatus};
-use crate::desired::{self, Component, DatabasePasswords, CELL_LABEL, FIELD_MANAGER};
+use crate::desired::{self, Component, DatabasePasswords, Resolved, CELL_LABEL, FIELD_MANAGER};
 use crate::rollout::{self, Gate};
 use crate::status::{self, types, ConditionUpdate};
-use crate::{keda, redact, Context, Error, Result};
+use crate::{disruption, keda, redact, Context, Error, Result};
 
 /// How many cells are applied at once.
 const CONCURRENT_APPLIES: usize = 8;
@@ -42,9 +43,10 @@ const CONCURRENT_APPLIES: usize = 8;
 /// How often a region is looked at again when nothing happened.
 pub const RESYNC: Duration = Duration::from_secs(300);
 
-/// How soon a region is looked at again while a cell's credentials Secret is missing
-/// (the operator does not watch Secrets: it may read them, not list them).
-pub const RECHECK_CREDENTIALS: Duration = Duration::from_secs(20);
+/// How soon a region is looked at again while a cell's credentials Secret is missing.
+/// The operator watches Secrets (their metadata), so one that appears wakes the region
+/// at once; this is the fallback should that watch be down.
+pub const RECHECK_CREDENTIALS: Duration = Duration::from_secs(60);
 
 /// Server-side applies `obj` (forcing: the operator owns what it applies).
 async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
@@ -170,40 +172,45 @@ async fn reconcile_database(
     }
 }
 
-/// What keeps cells from running that their Deployments do not show: a credentials
-/// Secret that does not exist or lacks a key. By cell name; cells without a problem
-/// are absent. Each Secret is read once however many cells share it.
-async fn cell_credential_problems(
+/// The Secrets the region's pods reference ([`desired::referenced_secrets`]) that
+/// exist, by name, each read once: what the pod templates' secrets hash covers and
+/// what the cells' credential checks look at.
+async fn read_secrets(
     ctx: &Context,
     ns: &str,
     region: &StackTachRegion,
-) -> Result<std::collections::BTreeMap<String, ConditionUpdate>> {
+) -> Result<BTreeMap<String, Secret>> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let names: BTreeSet<String> = region
-        .spec
-        .cells
-        .iter()
-        .map(|c| c.rabbitmq.credentials_secret_ref.name.clone())
-        .collect();
-    let reads: Vec<_> = names
+    let reads: Vec<_> = desired::referenced_secrets(region)
         .into_iter()
         .map(|name| {
             let secrets = secrets.clone();
             async move {
                 let secret = secrets.get_opt(&name).await?;
-                Ok::<_, Error>((name, secret))
+                Ok::<_, Error>(secret.map(|s| (name, s)))
             }
         })
         .collect();
-    let found: std::collections::BTreeMap<String, Option<Secret>> = futures::stream::iter(reads)
+    let found: Vec<Option<(String, Secret)>> = futures::stream::iter(reads)
         .buffered(CONCURRENT_APPLIES)
         .try_collect()
         .await?;
-    let mut problems = std::collections::BTreeMap::new();
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// What keeps cells from running that their Deployments do not show: a credentials
+/// Secret that does not exist or lacks a key. By cell name; cells without a problem
+/// are absent.
+fn cell_credential_problems(
+    ns: &str,
+    region: &StackTachRegion,
+    found: &BTreeMap<String, Secret>,
+) -> BTreeMap<String, ConditionUpdate> {
+    let mut problems = BTreeMap::new();
     for cell in &region.spec.cells {
         let r = &cell.rabbitmq.credentials_secret_ref;
         let update = match found.get(&r.name) {
-            Some(Some(secret)) => {
+            Some(secret) => {
                 let has = |key: &str| {
                     secret.data.as_ref().is_some_and(|d| d.contains_key(key))
                         || secret
@@ -240,7 +247,41 @@ async fn cell_credential_problems(
         };
         problems.insert(cell.name.clone(), update);
     }
-    Ok(problems)
+    problems
+}
+
+/// Applies the PodDisruptionBudgets the region wants ([`disruption::wanted`]) and
+/// deletes the ones it owns and no longer wants (turned off, a cell removed or down to
+/// one replica, the database made external).
+async fn reconcile_disruption_budgets(
+    ctx: &Context,
+    ns: &str,
+    region: &StackTachRegion,
+) -> Result<()> {
+    let wanted = disruption::wanted(region);
+    for w in &wanted {
+        apply(ctx, ns, &disruption::pod_disruption_budget(region, w)?).await?;
+    }
+    let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/managed-by={FIELD_MANAGER}",
+        region.name_any()
+    );
+    let uid = region.uid();
+    for pdb in api.list(&ListParams::default().labels(&selector)).await? {
+        let owned = pdb
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(&o.uid) == uid.as_ref());
+        let name = pdb.name_any();
+        if owned && !wanted.iter().any(|w| w.name == name) {
+            tracing::info!(region = %region.name_any(), pdb = %name, "deleting a PodDisruptionBudget no longer wanted");
+            delete_if_present(&api, &name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes the ConfigMaps and Deployments of cells no longer in the spec.
@@ -303,15 +344,10 @@ async fn apply_cell(
     ns: &str,
     region: &StackTachRegion,
     cell: &crate::crd::Cell,
-    region_cfg: &std::collections::BTreeMap<String, String>,
+    resolved: &Resolved,
 ) -> Result<Deployment> {
     apply(ctx, ns, &desired::cell_config_map(region, cell)?).await?;
-    apply(
-        ctx,
-        ns,
-        &desired::cell_deployment(region, cell, region_cfg)?,
-    )
-    .await
+    apply(ctx, ns, &desired::cell_deployment(region, cell, resolved)?).await
 }
 
 /// Server-side applies an object of a kind the operator has no types for (KEDA's).
@@ -662,19 +698,23 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     prune_old_migration_jobs(ctx, &ns, region, &job_name).await?;
 
     let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets = read_secrets(ctx, &ns, region).await?;
     let mut cell_deployments = Vec::new();
     let (workers, api) = if gate.is_open() {
-        let region_cfg = desired::region_config_data(region, &files);
+        let resolved = Resolved {
+            region_config: desired::region_config_data(region, &files),
+            secrets: secrets.clone(),
+        };
         apply(ctx, &ns, &desired::region_config_map(region, &files)?).await?;
         // Cells are independent: apply them a few at a time (a 100-cell region is
         // 200 applies; one after the other they take seconds).
         let ns = ns.as_str();
-        let region_cfg = &region_cfg;
+        let resolved = &resolved;
         let applies: Vec<_> = region
             .spec
             .cells
             .iter()
-            .map(|cell| apply_cell(ctx, ns, region, cell, region_cfg))
+            .map(|cell| apply_cell(ctx, ns, region, cell, resolved))
             .collect();
         cell_deployments = futures::stream::iter(applies)
             .buffered(CONCURRENT_APPLIES)
@@ -683,10 +723,10 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
         let workers = apply(
             ctx,
             ns,
-            &desired::pipeline_worker_deployment(region, region_cfg)?,
+            &desired::pipeline_worker_deployment(region, resolved)?,
         )
         .await?;
-        let api = apply(ctx, ns, &desired::api_deployment(region, region_cfg)?).await?;
+        let api = apply(ctx, ns, &desired::api_deployment(region, resolved)?).await?;
         (Some(workers), Some(api))
     } else {
         // Migrating: what runs stays exactly as it is; only read it for the status.
@@ -708,8 +748,9 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     reconcile_autoscaling(ctx, &ns, region, &mut st, &now).await?;
     apply(ctx, &ns, &desired::api_service(region)?).await?;
     prune_removed_cells(ctx, &ns, region).await?;
+    reconcile_disruption_budgets(ctx, &ns, region).await?;
 
-    let problems = cell_credential_problems(ctx, &ns, region).await?;
+    let problems = cell_credential_problems(&ns, region, &secrets);
     let previous_cells = std::mem::take(&mut st.cells);
     let (cells, summary) =
         status::cell_statuses(region, &cell_deployments, &problems, &previous_cells, &now);

@@ -112,7 +112,7 @@ fn a_cell_gets_a_configmap_with_its_yagi_conf_and_no_credentials() {
 fn a_cell_gets_a_deployment_with_credentials_from_its_secret() {
     let r = region();
     let region_cfg = region_config_data(&r, &files("[]"));
-    let d = cell_deployment(&r, &r.spec.cells[2], &region_cfg).unwrap();
+    let d = cell_deployment(&r, &r.spec.cells[2], &Resolved::config(region_cfg.clone())).unwrap();
     assert_eq!(d.metadata.name.as_deref(), Some("region-east-yagi-east-c"));
     assert!(d.metadata.owner_references.is_some());
     let spec = d.spec.as_ref().unwrap();
@@ -188,34 +188,36 @@ fn a_config_change_rolls_exactly_the_deployments_that_use_it() {
             .unwrap()[CONFIG_HASH_ANNOTATION]
             .clone()
     };
-    let a0 = hash(cell_deployment(&r, &r.spec.cells[0], &before).unwrap());
-    let b0 = hash(cell_deployment(&r, &r.spec.cells[1], &before).unwrap());
+    let a0 =
+        hash(cell_deployment(&r, &r.spec.cells[0], &Resolved::config(before.clone())).unwrap());
+    let b0 =
+        hash(cell_deployment(&r, &r.spec.cells[1], &Resolved::config(before.clone())).unwrap());
     assert_ne!(a0, b0, "each cell hashes its own yagi.conf");
     assert_eq!(
         a0,
-        hash(cell_deployment(&r, &r.spec.cells[0], &before).unwrap()),
+        hash(cell_deployment(&r, &r.spec.cells[0], &Resolved::config(before.clone())).unwrap()),
         "stable"
     );
     assert_ne!(
         a0,
-        hash(cell_deployment(&r, &r.spec.cells[0], &after).unwrap())
+        hash(cell_deployment(&r, &r.spec.cells[0], &Resolved::config(after.clone())).unwrap())
     );
     assert_ne!(
-        hash(pipeline_worker_deployment(&r, &before).unwrap()),
-        hash(pipeline_worker_deployment(&r, &after).unwrap())
+        hash(pipeline_worker_deployment(&r, &Resolved::config(before.clone())).unwrap()),
+        hash(pipeline_worker_deployment(&r, &Resolved::config(after.clone())).unwrap())
     );
     // The API reads winchester.yaml only: triggers do not roll it, its settings do.
     assert_eq!(
-        hash(api_deployment(&r, &before).unwrap()),
-        hash(api_deployment(&r, &after).unwrap()),
+        hash(api_deployment(&r, &Resolved::config(before.clone())).unwrap()),
+        hash(api_deployment(&r, &Resolved::config(after.clone())).unwrap()),
         "a triggers.yaml change must not roll the API"
     );
     let mut settings = r.clone();
     settings.spec.config.winchester.statistics_period_seconds += 1;
     let settings_cfg = region_config_data(&settings, &files("[]"));
     assert_ne!(
-        hash(api_deployment(&r, &before).unwrap()),
-        hash(api_deployment(&settings, &settings_cfg).unwrap()),
+        hash(api_deployment(&r, &Resolved::config(before.clone())).unwrap()),
+        hash(api_deployment(&settings, &Resolved::config(settings_cfg.clone())).unwrap()),
         "a winchester.yaml change rolls the API"
     );
 
@@ -224,11 +226,25 @@ fn a_config_change_rolls_exactly_the_deployments_that_use_it() {
     changed.spec.cells[0].rabbitmq.host = "elsewhere".into();
     assert_ne!(
         a0,
-        hash(cell_deployment(&changed, &changed.spec.cells[0], &before).unwrap())
+        hash(
+            cell_deployment(
+                &changed,
+                &changed.spec.cells[0],
+                &Resolved::config(before.clone())
+            )
+            .unwrap()
+        )
     );
     assert_eq!(
         b0,
-        hash(cell_deployment(&changed, &changed.spec.cells[1], &before).unwrap())
+        hash(
+            cell_deployment(
+                &changed,
+                &changed.spec.cells[1],
+                &Resolved::config(before.clone())
+            )
+            .unwrap()
+        )
     );
 }
 
@@ -267,7 +283,7 @@ fn the_region_configmap_holds_the_files_and_no_database_url() {
 #[test]
 fn pipeline_workers_leave_replicas_to_their_autoscaler() {
     let r = region();
-    let d = pipeline_worker_deployment(&r, &BTreeMap::new()).unwrap();
+    let d = pipeline_worker_deployment(&r, &Resolved::default()).unwrap();
     assert_eq!(
         d.metadata.name.as_deref(),
         Some("region-east-pipeline-worker")
@@ -301,7 +317,7 @@ fn pipeline_workers_leave_replicas_to_their_autoscaler() {
 #[test]
 fn the_api_gets_a_deployment_and_a_service() {
     let r = region();
-    let d = api_deployment(&r, &BTreeMap::new()).unwrap();
+    let d = api_deployment(&r, &Resolved::default()).unwrap();
     assert_eq!(d.spec.as_ref().unwrap().replicas, Some(2));
     let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
     assert_eq!(
@@ -548,7 +564,7 @@ fn the_multicell_example_scales_on_the_backlog_with_keda() {
 fn the_api_gets_its_token_from_a_secret_and_is_probed() {
     let mut r = region();
     r.spec.api.token_secret_ref = None;
-    let d = api_deployment(&r, &BTreeMap::new()).unwrap();
+    let d = api_deployment(&r, &Resolved::default()).unwrap();
     let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
     assert!(
         c.env
@@ -569,7 +585,7 @@ fn the_api_gets_its_token_from_a_secret_and_is_probed() {
         key: "token".into(),
     });
     r.spec.api.protect_reads = true;
-    let d = api_deployment(&r, &BTreeMap::new()).unwrap();
+    let d = api_deployment(&r, &Resolved::default()).unwrap();
     let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
     assert_eq!(
         secret_env(c.env.as_ref().unwrap(), "STV3_API_TOKEN"),
@@ -594,13 +610,16 @@ fn every_container_has_requests_and_the_region_can_replace_them() {
     let mut containers: Vec<(&str, Vec<Container>)> = vec![
         (
             "yagi",
-            tmpl(cell_deployment(&r, &r.spec.cells[0], &cfg).unwrap()),
+            tmpl(cell_deployment(&r, &r.spec.cells[0], &Resolved::config(cfg.clone())).unwrap()),
         ),
         (
             "pipeline-worker",
-            tmpl(pipeline_worker_deployment(&r, &cfg).unwrap()),
+            tmpl(pipeline_worker_deployment(&r, &Resolved::config(cfg.clone())).unwrap()),
         ),
-        ("api", tmpl(api_deployment(&r, &cfg).unwrap())),
+        (
+            "api",
+            tmpl(api_deployment(&r, &Resolved::config(cfg.clone())).unwrap()),
+        ),
         (
             "migration",
             pod(migration_job(&r).unwrap().spec.unwrap().template.spec),
@@ -630,7 +649,14 @@ fn every_container_has_requests_and_the_region_can_replace_them() {
     let mut custom = r.clone();
     custom.spec.cells[0].resources =
         Some(serde_json::from_value(serde_json::json!({ "requests": { "cpu": "1" } })).unwrap());
-    let c = &tmpl(cell_deployment(&custom, &custom.spec.cells[0], &cfg).unwrap())[0];
+    let c = &tmpl(
+        cell_deployment(
+            &custom,
+            &custom.spec.cells[0],
+            &Resolved::config(cfg.clone()),
+        )
+        .unwrap(),
+    )[0];
     let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
     assert_eq!(requests["cpu"].0, "1");
     assert!(
