@@ -361,3 +361,130 @@ async fn a_secret_or_config_map_that_appears_or_changes_is_noticed_in_seconds() 
     drop(op);
     ns.delete().await
 }
+
+/// `kubectl get stacktachregion` as a user runs it: the row of region `r`, as
+/// (cells, ready).
+fn kubectl_row(ns: &str) -> Result<(String, String)> {
+    let out = stv3_e2e::node::kubectl(&["get", "stacktachregion", "r", "-n", ns, "--no-headers"])?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let cols: Vec<&str> = text.split_whitespace().collect();
+    ensure!(
+        cols.len() >= 4,
+        "kubectl get stacktachregion printed {text:?}"
+    );
+    Ok((cols[1].to_string(), cols[2].to_string()))
+}
+
+#[tokio::test]
+#[ignore = "needs the test cluster: e2e/cluster/up.sh, then cargo test -p stv3-e2e -- --include-ignored"]
+async fn kubectl_get_shows_a_truthful_ready_during_a_rollout() -> Result<()> {
+    let client = admin_client().await?;
+    if !has_kwok_node(&client).await? {
+        bail!("this test needs kwok's node (e2e/cluster/up.sh builds it)");
+    }
+    install_crds(&client, "crds/stacktach.io_stacktachregions.yaml").await?;
+    let ns = TestNamespace::create(&client, "ready").await?;
+    let n = ns.name.clone();
+    create_secret(&client, &n, "rmq", &[("username", "u"), ("password", "p")]).await?;
+    create_secret(&client, &n, "db", &[("url", "mysql://u:p@db.invalid/stv3")]).await?;
+    let op = OperatorProcess::start(&OperatorOptions::in_namespace(&n, "ready"))?;
+    create_region(
+        &client,
+        &n,
+        json!({
+            "cells": [cell("a")],
+            "database": { "external": { "urlSecretRef": { "name": "db" } } },
+        }),
+    )
+    .await?;
+    let regions: Api<StackTachRegion> = Api::namespaced(client.clone(), &n);
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), &n);
+    let nn = n.clone();
+    wait_for("kubectl to show the region Ready", WAIT, || async {
+        Ok((kubectl_row(&nn)? == ("1/1".to_string(), "True".to_string())).then_some(()))
+    })
+    .await
+    .with_context(|| format!("operator log:\n{}", op.log_text()))?;
+
+    // A rollout that cannot finish (the API's new pod fits no node): the old pod still
+    // serves, but the region is not Ready until every component runs the current spec.
+    regions
+        .patch(
+            "r",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "api": { "placement": {
+                "nodeSelector": { "stv3.dev/no-such-node": "true" } } } } })),
+        )
+        .await?;
+    wait_for(
+        "kubectl to show Ready False during the rollout",
+        WAIT,
+        || async { Ok((kubectl_row(&nn)?.1 == "False").then_some(())) },
+    )
+    .await?;
+    let old_api_ready = deploys
+        .get("r-api")
+        .await?
+        .status
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    ensure!(
+        old_api_ready >= 1,
+        "the old API pod should still serve during the rollout"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ensure!(
+        kubectl_row(&n)?.1 == "False",
+        "Ready came back while the API's new pod cannot run"
+    );
+    let r = regions.get("r").await?;
+    let (p, reason, message) = condition(&r, "Progressing").context("no Progressing")?;
+    ensure!(
+        p == "True" && reason == "WaitingForPods" && message.contains("API ready: false"),
+        "Progressing: {p} {reason} {message}"
+    );
+
+    // The placement removed, the rollout completes: Ready again, and at that moment
+    // every Deployment has rolled out.
+    regions
+        .patch(
+            "r",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "api": { "placement": null } } })),
+        )
+        .await?;
+    wait_for(
+        "kubectl to show Ready True after the rollout",
+        WAIT,
+        || async { Ok((kubectl_row(&nn)?.1 == "True").then_some(())) },
+    )
+    .await?;
+    for name in ["r-yagi-a", "r-pipeline-worker", "r-api"] {
+        let d = deploys.get(name).await?;
+        ensure!(
+            operator::status::rolled_out(&d),
+            "{name} is not rolled out while the region says Ready: {:?}",
+            d.status
+        );
+    }
+
+    // What the operator did, as Normal Events on the region.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &n);
+    let reasons: BTreeSet<String> = wait_for("the Normal Events", WAIT, || async {
+        let reasons: BTreeSet<String> = events
+            .list(&ListParams::default())
+            .await?
+            .into_iter()
+            .filter(|e| e.type_.as_deref() == Some("Normal"))
+            .filter_map(|e| e.reason)
+            .collect();
+        Ok(["Created", "RollingOut", "RolledOut", "Ready"]
+            .iter()
+            .all(|r| reasons.contains(*r))
+            .then_some(reasons))
+    })
+    .await?;
+    eprintln!("Normal events: {reasons:?}");
+    drop(op);
+    ns.delete().await
+}

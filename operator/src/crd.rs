@@ -322,7 +322,7 @@ pub struct PipelineWorkers {
     /// `STV3_NOTABENE_PASSWORD`, which `pipelines.yaml` names with
     /// `password_env: STV3_NOTABENE_PASSWORD`. A change rolls the workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notabene_password_secret_ref: Option<SecretKeyRef>,
+    pub notabene_password_secret_ref: Option<PasswordSecretRef>,
 }
 
 /// How the pipeline workers are scaled, beyond the CPU autoscaler.
@@ -501,6 +501,18 @@ pub struct SecretKeyRef {
     pub name: String,
     /// The key within the Secret.
     #[serde(default = "default_url_key")]
+    pub key: String,
+}
+
+/// A key of a Secret in the region's namespace holding a password.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordSecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key within the Secret.
+    #[serde(default = "default_password_key")]
     pub key: String,
 }
 
@@ -699,6 +711,9 @@ pub struct StackTachRegionStatus {
     /// The pipeline workers' replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline_workers: Option<ReplicaStatus>,
+    /// The API's replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ReplicaStatus>,
     /// Where the API is reached (`http://<service>.<namespace>.svc:<port>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_endpoint: Option<String>,

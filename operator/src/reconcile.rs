@@ -28,7 +28,6 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::config_check::{self, ConfigFiles};
 use crate::crd::{ConfigSource, StackTachRegion, StackTachRegionStatus};
@@ -541,7 +540,7 @@ async fn write_status(
         .patch_status(
             &region.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
+            &Patch::Merge(status::status_patch(&status)),
         )
         .await
     {
@@ -770,6 +769,7 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
             .map(status::replica_status)
             .unwrap_or_default(),
     );
+    st.api = api.as_ref().map(status::replica_status);
     st.api_endpoint = Some(desired::api_endpoint(region));
     let ready = cells_ready && api_ready && db_ready && workers_ready;
     let mut message = format!(
@@ -853,6 +853,9 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
         for u in gate.conditions() {
             set(&mut st, u);
         }
+    }
+    for h in status::happenings(region.status.as_ref(), &st) {
+        publish(ctx, region, EventType::Normal, h.reason, h.note).await;
     }
     write_status(ctx, &ns, region, st).await?;
     Ok(Action::requeue(if problems.is_empty() {

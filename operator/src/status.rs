@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::{CellStatus, ReplicaStatus, StackTachRegion};
+use crate::crd::{CellStatus, ReplicaStatus, StackTachRegion, StackTachRegionStatus};
 use crate::desired::yagi_name;
 
 /// The condition types the operator sets.
@@ -230,6 +230,140 @@ pub fn rolled_out(d: &Deployment) -> bool {
         && updated >= want
         && s.replicas.unwrap_or(0) <= updated
         && s.ready_replicas.unwrap_or(0) >= want
+        && s.available_replicas.unwrap_or(0) >= want
+}
+
+/// The status as a merge patch: every field of the status, with `null` for those now
+/// empty, so that a field that became empty (the last cell removed, the API endpoint
+/// of a region whose Deployments are gone) is cleared instead of left as it was.
+pub fn status_patch(status: &StackTachRegionStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_else(|_| serde_json::json!({}));
+    let empty = serde_json::to_value(StackTachRegionStatus {
+        observed_generation: Some(0),
+        conditions: vec![Condition {
+            type_: String::new(),
+            status: String::new(),
+            reason: String::new(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }],
+        cells_ready: Some(String::new()),
+        cells: vec![CellStatus::default()],
+        pipeline_workers: Some(ReplicaStatus::default()),
+        api: Some(ReplicaStatus::default()),
+        api_endpoint: Some(String::new()),
+        migrated_image: Some(String::new()),
+    })
+    .unwrap_or_else(|_| serde_json::json!({}));
+    if let (Some(out), Some(all)) = (v.as_object_mut(), empty.as_object()) {
+        for key in all.keys() {
+            out.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "status": v })
+}
+
+/// A Normal Event: what the operator did or saw happen, for `kubectl describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Happened {
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// For humans.
+    pub note: String,
+}
+
+fn happened(reason: &'static str, note: impl Into<String>) -> Happened {
+    Happened {
+        reason,
+        note: note.into(),
+    }
+}
+
+fn condition_status<'a>(st: &'a StackTachRegionStatus, type_: &str) -> Option<&'a str> {
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
+}
+
+/// What changed between the status a region had and the one just computed, as Normal
+/// Events: the region's objects created, cells added or removed, collectors or API
+/// scaled, a schema migrated, a rollout started and finished, the region Ready again.
+/// Pure, and only about transitions: a settled region publishes nothing.
+pub fn happenings(
+    previous: Option<&StackTachRegionStatus>,
+    next: &StackTachRegionStatus,
+) -> Vec<Happened> {
+    let mut out = Vec::new();
+    let Some(prev) = previous.filter(|p| p.observed_generation.is_some()) else {
+        out.push(happened(
+            "Created",
+            format!(
+                "created the region's objects: {} cell(s), pipeline workers, API",
+                next.cells.len()
+            ),
+        ));
+        return out;
+    };
+    if next.migrated_image.is_some() && next.migrated_image != prev.migrated_image {
+        out.push(happened(
+            "Migrated",
+            format!(
+                "the schema is migrated for {}",
+                next.migrated_image.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    for cell in &next.cells {
+        match prev.cells.iter().find(|p| p.name == cell.name) {
+            None => out.push(happened(
+                "CellAdded",
+                format!("cell {}: {} collector(s) created", cell.name, cell.replicas),
+            )),
+            Some(p) if p.replicas != cell.replicas => out.push(happened(
+                "Scaled",
+                format!(
+                    "cell {} collectors scaled from {} to {}",
+                    cell.name, p.replicas, cell.replicas
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    for p in &prev.cells {
+        if !next.cells.iter().any(|c| c.name == p.name) {
+            out.push(happened(
+                "CellRemoved",
+                format!("cell {}: its collectors and config deleted", p.name),
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (&prev.api, &next.api) {
+        if a.replicas != b.replicas {
+            out.push(happened(
+                "Scaled",
+                format!("API scaled from {} to {} replicas", a.replicas, b.replicas),
+            ));
+        }
+    }
+    let was = condition_status(prev, types::PROGRESSING);
+    let is = condition_status(next, types::PROGRESSING);
+    if is == Some("True") && was != Some("True") {
+        out.push(happened("RollingOut", "rolling out the current spec"));
+    }
+    if is == Some("False") && was == Some("True") {
+        out.push(happened(
+            "RolledOut",
+            "every component runs the current spec",
+        ));
+    }
+    if condition_status(next, types::READY) == Some("True")
+        && condition_status(prev, types::READY) != Some("True")
+    {
+        out.push(happened("Ready", "every component is ready"));
+    }
+    out
 }
 
 /// A Deployment's replica counts.
@@ -327,7 +461,7 @@ mod tests {
             serde_json::from_value(json!({
                 "metadata": { "name": name, "generation": 2 },
                 "spec": { "replicas": ready, "selector": {}, "template": {} },
-                "status": { "readyReplicas": ready, "replicas": ready, "updatedReplicas": ready,
+                "status": { "readyReplicas": ready, "availableReplicas": ready, "replicas": ready, "updatedReplicas": ready,
                             "observedGeneration": 2 }
             }))
             .unwrap()
@@ -377,7 +511,7 @@ mod tests {
             serde_json::from_value(json!({
                 "metadata": { "name": name, "generation": 1 },
                 "spec": { "replicas": ready, "selector": {}, "template": {} },
-                "status": { "readyReplicas": ready, "replicas": ready, "updatedReplicas": ready,
+                "status": { "readyReplicas": ready, "availableReplicas": ready, "replicas": ready, "updatedReplicas": ready,
                             "observedGeneration": 1 }
             }))
             .unwrap()
@@ -415,7 +549,8 @@ mod tests {
                 "metadata": { "name": "d", "generation": generation },
                 "spec": { "replicas": 1, "selector": {}, "template": {} },
                 "status": { "observedGeneration": observed, "replicas": replicas,
-                            "updatedReplicas": updated, "readyReplicas": ready }
+                            "updatedReplicas": updated, "readyReplicas": ready,
+                            "availableReplicas": ready.min(1) }
             }))
             .unwrap()
         };
@@ -426,6 +561,130 @@ mod tests {
             "an old pod still runs beside the new one"
         );
         assert!(!rolled_out(&d(3, 3, 1, 1, 0)), "the new pod is not ready");
+        let mut ready_not_available = d(3, 3, 1, 1, 1);
+        if let Some(s) = ready_not_available.status.as_mut() {
+            s.available_replicas = Some(0);
+        }
+        assert!(
+            !rolled_out(&ready_not_available),
+            "ready but not yet available (minReadySeconds)"
+        );
+    }
+
+    #[test]
+    fn an_emptied_status_field_is_cleared() {
+        let st = StackTachRegionStatus {
+            observed_generation: Some(3),
+            ..Default::default()
+        };
+        let patch = status_patch(&st);
+        let s = &patch["status"];
+        assert_eq!(s["observedGeneration"], 3);
+        for key in [
+            "cells",
+            "cellsReady",
+            "conditions",
+            "pipelineWorkers",
+            "api",
+            "apiEndpoint",
+            "migratedImage",
+        ] {
+            assert!(
+                s[key].is_null() && s.as_object().unwrap().contains_key(key),
+                "{key}: {s}"
+            );
+        }
+    }
+
+    fn with_condition(
+        mut st: StackTachRegionStatus,
+        type_: &str,
+        status: &str,
+    ) -> StackTachRegionStatus {
+        st.conditions.retain(|c| c.type_ != type_);
+        st.conditions.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: at(1),
+        });
+        st
+    }
+
+    #[test]
+    fn normal_events_say_what_changed_and_nothing_when_settled() {
+        let cell = |name: &str, replicas: i32| CellStatus {
+            name: name.into(),
+            replicas,
+            ..Default::default()
+        };
+        let before = with_condition(
+            with_condition(
+                StackTachRegionStatus {
+                    observed_generation: Some(1),
+                    cells: vec![cell("a", 1), cell("b", 1)],
+                    api: Some(ReplicaStatus {
+                        replicas: 1,
+                        ready_replicas: 1,
+                    }),
+                    migrated_image: Some("stv3:v1".into()),
+                    ..Default::default()
+                },
+                types::READY,
+                "True",
+            ),
+            types::PROGRESSING,
+            "False",
+        );
+        assert_eq!(
+            happenings(Some(&before), &before),
+            vec![],
+            "settled: nothing"
+        );
+        assert_eq!(happenings(None, &before)[0].reason, "Created");
+
+        let mut next = with_condition(
+            with_condition(before.clone(), types::READY, "False"),
+            types::PROGRESSING,
+            "True",
+        );
+        next.observed_generation = Some(2);
+        next.cells = vec![cell("a", 3), cell("c", 1)];
+        next.api = Some(ReplicaStatus {
+            replicas: 2,
+            ready_replicas: 1,
+        });
+        next.migrated_image = Some("stv3:v2".into());
+        let reasons: Vec<(&str, String)> = happenings(Some(&before), &next)
+            .into_iter()
+            .map(|h| (h.reason, h.note))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("Migrated", "the schema is migrated for stv3:v2".to_string()),
+                ("Scaled", "cell a collectors scaled from 1 to 3".into()),
+                ("CellAdded", "cell c: 1 collector(s) created".into()),
+                (
+                    "CellRemoved",
+                    "cell b: its collectors and config deleted".into()
+                ),
+                ("Scaled", "API scaled from 1 to 2 replicas".into()),
+                ("RollingOut", "rolling out the current spec".into()),
+            ]
+        );
+        let done = with_condition(
+            with_condition(next.clone(), types::READY, "True"),
+            types::PROGRESSING,
+            "False",
+        );
+        let reasons: Vec<&str> = happenings(Some(&next), &done)
+            .iter()
+            .map(|h| h.reason)
+            .collect();
+        assert_eq!(reasons, ["RolledOut", "Ready"]);
     }
 
     #[test]
