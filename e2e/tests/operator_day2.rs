@@ -488,3 +488,81 @@ async fn kubectl_get_shows_a_truthful_ready_during_a_rollout() -> Result<()> {
     drop(op);
     ns.delete().await
 }
+
+#[tokio::test]
+#[ignore = "needs the test cluster: e2e/cluster/up.sh, then cargo test -p stv3-e2e -- --include-ignored"]
+async fn an_operator_watches_the_namespaces_of_its_list_and_no_other() -> Result<()> {
+    let client = admin_client().await?;
+    install_crds(&client, "crds/stacktach.io_stacktachregions.yaml").await?;
+    let mut spaces = Vec::new();
+    for prefix in ["list-a", "list-b", "list-c"] {
+        let ns = TestNamespace::create(&client, prefix).await?;
+        create_secret(
+            &client,
+            &ns.name,
+            "rmq",
+            &[("username", "u"), ("password", "p")],
+        )
+        .await?;
+        create_secret(
+            &client,
+            &ns.name,
+            "db",
+            &[("url", "mysql://u:p@db.invalid/stv3")],
+        )
+        .await?;
+        create_region(
+            &client,
+            &ns.name,
+            json!({
+                "cells": [cell("a")],
+                "database": { "external": { "urlSecretRef": { "name": "db" } } },
+            }),
+        )
+        .await?;
+        spaces.push(ns);
+    }
+    let mut opts = OperatorOptions::in_namespace(&spaces[0].name, "list");
+    opts.watch_namespace = Some(format!("{}, {}", spaces[0].name, spaces[1].name));
+    let op = OperatorProcess::start(&opts)?;
+    for ns in &spaces[..2] {
+        let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+        wait_for(&format!("r-api in {}", ns.name), WAIT, || async {
+            Ok(deploys.get_opt("r-api").await?.map(|_| ()))
+        })
+        .await
+        .with_context(|| format!("operator log:\n{}", op.log_text()))?;
+    }
+    // The third namespace's region is not the operator's: nothing appears there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let third: Api<Deployment> = Api::namespaced(client.clone(), &spaces[2].name);
+    ensure!(
+        third.list(&ListParams::default()).await?.items.is_empty(),
+        "the operator reconciled a namespace not in its list"
+    );
+    let r: StackTachRegion = Api::namespaced(client.clone(), &spaces[2].name)
+        .get("r")
+        .await?;
+    ensure!(
+        r.status.is_none(),
+        "status written outside the list: {:?}",
+        r.status
+    );
+    // Its per-region gauges name both regions.
+    let (_, metrics) = op.http_get("/metrics").await?;
+    for ns in &spaces[..2] {
+        ensure!(
+            metrics.contains(&format!(
+                "stv3_operator_region_cells{{namespace=\"{}\",region=\"r\"}} 1",
+                ns.name
+            )),
+            "no region gauge for {}:\n{metrics}",
+            ns.name
+        );
+    }
+    drop(op);
+    for ns in spaces {
+        ns.delete().await?;
+    }
+    Ok(())
+}

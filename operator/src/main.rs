@@ -2,7 +2,8 @@
 //! `WATCH_NAMESPACE`), as the leader of its replicas.
 //!
 //! Settings (environment; the Helm chart sets them):
-//! - `WATCH_NAMESPACE`: the one namespace to watch; unset or empty: every namespace.
+//! - `WATCH_NAMESPACE`: the namespaces to watch, comma-separated (one controller and
+//!   one set of watches each); unset or empty: every namespace.
 //! - `METRICS_LISTEN`: where `/metrics`, `/healthz` and `/readyz` are served
 //!   (default `0.0.0.0:8080`).
 //! - `LEADER_ELECTION_LEASE_NAME`, `LEADER_ELECTION_NAMESPACE` (else `POD_NAMESPACE`),
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
@@ -37,8 +38,8 @@ use operator::reconcile::{error_policy, reconcile};
 use operator::{status, Context};
 use prometheus_client::registry::Registry;
 
-/// Environment variable naming the one namespace to watch; unset or empty: every
-/// namespace (the Helm chart's `watchNamespace`).
+/// Environment variable naming the namespaces to watch, comma-separated; unset or
+/// empty: every namespace (the Helm chart's `watchNamespaces`).
 const WATCH_NAMESPACE_ENV: &str = "WATCH_NAMESPACE";
 /// Environment variable with the address of the metrics and health endpoints.
 const METRICS_LISTEN_ENV: &str = "METRICS_LISTEN";
@@ -71,6 +72,115 @@ fn referencing_regions<K: Resource>(
         .collect()
 }
 
+/// The namespaces of `WATCH_NAMESPACE` (comma-separated), or `None` for every
+/// namespace when it is unset or empty.
+fn watch_namespaces(value: Option<&str>) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let mut list: Vec<String> = Vec::new();
+    for ns in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = ns.len() <= 63
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !ns.starts_with('-')
+            && !ns.ends_with('-');
+        anyhow::ensure!(
+            valid,
+            "{WATCH_NAMESPACE_ENV}: {ns:?} is not a namespace name (a DNS label)"
+        );
+        if !list.iter().any(|n| n == ns) {
+            list.push(ns.to_string());
+        }
+    }
+    Ok(Some(list))
+}
+
+/// The controller of the regions of one namespace (or of every namespace): its own
+/// watches, so that an operator for a few namespaces streams nothing of the others.
+fn controller(
+    client: &Client,
+    ns: Option<&str>,
+    ctx: Arc<Context>,
+    health: &Health,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let wc = watcher::Config::default();
+    // The regions' own watch passes on spec and annotation changes only: the status
+    // the reconciler writes does not wake it again. Owned objects still trigger. Its
+    // failures (the API server unreachable) are what /healthz reports.
+    let (reader, writer) = reflector::store();
+    let watch_health = health.clone();
+    let regions = watcher(api::<StackTachRegion>(client, ns), wc.clone())
+        .inspect(move |event| match event {
+            Ok(_) => watch_health.watch_ok(),
+            Err(_) => watch_health.watch_failed(),
+        })
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(status::reconcile_trigger, PredicateConfig::default());
+    // Owned objects carry the operator's managed-by label: a cluster-wide operator
+    // then streams its own objects, not every Deployment of the cluster.
+    let owned = wc
+        .clone()
+        .labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    // Secrets and ConfigMaps the regions reference (credentials, config files): their
+    // metadata only (a Secret's data never crosses the watch), so that one that
+    // appears or changes is reconciled in seconds, and a rotated password rolls the
+    // pods reading it (the pod templates carry a hash of what they read).
+    let secret_refs = {
+        let store = reader.clone();
+        move |s: PartialObjectMeta<Secret>| {
+            referencing_regions(&store, &s, desired::referenced_secrets)
+        }
+    };
+    let config_refs = {
+        let store = reader.clone();
+        move |c: PartialObjectMeta<ConfigMap>| {
+            referencing_regions(&store, &c, desired::referenced_config_maps)
+        }
+    };
+    let secrets = watcher(api::<PartialObjectMeta<Secret>>(client, ns), wc.clone())
+        .default_backoff()
+        .touched_objects();
+    let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(client, ns), wc.clone())
+        .default_backoff()
+        .touched_objects();
+    let stop = shutdown.clone();
+    let metrics = ctx.metrics.clone();
+    Controller::for_stream(regions, reader)
+        .owns(api::<Deployment>(client, ns), owned.clone())
+        .owns(api::<ConfigMap>(client, ns), owned.clone())
+        .owns(api::<Service>(client, ns), owned.clone())
+        .owns(api::<StatefulSet>(client, ns), owned.clone())
+        .owns(api::<HorizontalPodAutoscaler>(client, ns), owned.clone())
+        .owns(api::<PodDisruptionBudget>(client, ns), owned.clone())
+        .owns(api::<Job>(client, ns), owned)
+        .watches_stream(secrets, secret_refs)
+        .watches_stream(config_maps, config_refs)
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(move |result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok((obj, _)) => tracing::debug!(region = %obj.name, "reconciled"),
+                    // A region deleted while a reconcile was queued: nothing to do but
+                    // drop its gauges.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        tracing::debug!(region = %obj.name, "gone before its reconcile");
+                        metrics.forget_region(obj.namespace.as_deref().unwrap_or(""), &obj.name);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %operator::redact(&e.to_string()), "reconcile failed")
+                    }
+                }
+            }
+        })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
@@ -101,6 +211,8 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<ExitCode> {
     let shutdown = observe::shutdown_on_signals();
     let env = |k: &str| std::env::var(k).ok();
+    // Checked before anything else: a typo in the namespace list is a start-up error.
+    let namespaces = watch_namespaces(env(WATCH_NAMESPACE_ENV).as_deref())?;
 
     let listen: SocketAddr = env(METRICS_LISTEN_ENV)
         .filter(|s| !s.is_empty())
@@ -142,71 +254,23 @@ async fn run() -> anyhow::Result<ExitCode> {
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
     });
-    let watch_ns = env(WATCH_NAMESPACE_ENV).filter(|ns| !ns.is_empty());
-    let ns = watch_ns.as_deref();
-    match ns {
-        Some(ns) => tracing::info!(namespace = ns, "watching one namespace"),
-        None => tracing::info!("watching every namespace"),
-    }
-    let wc = watcher::Config::default();
-    // The regions' own watch passes on spec and annotation changes only: the status
-    // the reconciler writes does not wake it again. Owned objects still trigger.
-    let (reader, writer) = reflector::store();
-    let regions = watcher(api::<StackTachRegion>(&client, ns), wc.clone())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(status::reconcile_trigger, PredicateConfig::default());
-    // Owned objects carry the operator's managed-by label: a cluster-wide operator
-    // then streams its own objects, not every Deployment of the cluster.
-    let owned = wc
-        .clone()
-        .labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    // Secrets and ConfigMaps the regions reference (credentials, config files): their
-    // metadata only (a Secret's data never crosses the watch), so that one that
-    // appears or changes is reconciled in seconds, and a rotated password rolls the
-    // pods reading it (the pod templates carry a hash of what they read).
-    let secret_refs = {
-        let store = reader.clone();
-        move |s: PartialObjectMeta<Secret>| {
-            referencing_regions(&store, &s, desired::referenced_secrets)
+    let controllers: Vec<_> = match &namespaces {
+        None => {
+            tracing::info!("watching every namespace");
+            vec![controller(&client, None, ctx.clone(), &health, &shutdown).boxed()]
+        }
+        Some(list) => {
+            tracing::info!(namespaces = ?list, "watching these namespaces");
+            list.iter()
+                .map(|ns| controller(&client, Some(ns), ctx.clone(), &health, &shutdown).boxed())
+                .collect()
         }
     };
-    let config_refs = {
-        let store = reader.clone();
-        move |c: PartialObjectMeta<ConfigMap>| {
-            referencing_regions(&store, &c, desired::referenced_config_maps)
-        }
+    let health_after = health.clone();
+    let controller = async move {
+        futures::future::join_all(controllers).await;
+        health_after.controller_stopped();
     };
-    let secrets = watcher(api::<PartialObjectMeta<Secret>>(&client, ns), wc.clone())
-        .default_backoff()
-        .touched_objects();
-    let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, ns), wc.clone())
-        .default_backoff()
-        .touched_objects();
-    let stop = shutdown.clone();
-    let controller = Controller::for_stream(regions, reader)
-        .owns(api::<Deployment>(&client, ns), owned.clone())
-        .owns(api::<ConfigMap>(&client, ns), owned.clone())
-        .owns(api::<Service>(&client, ns), owned.clone())
-        .owns(api::<StatefulSet>(&client, ns), owned.clone())
-        .owns(api::<HorizontalPodAutoscaler>(&client, ns), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
-        .owns(api::<Job>(&client, ns), owned)
-        .watches_stream(secrets, secret_refs)
-        .watches_stream(config_maps, config_refs)
-        .graceful_shutdown_on(async move { stop.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(region = %obj.name, "reconciled"),
-                // A region deleted while a reconcile was queued: nothing to do.
-                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                    tracing::debug!(region = %obj.name, "gone before its reconcile")
-                }
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
-            }
-        });
 
     tokio::select! {
         () = controller => {
@@ -223,5 +287,22 @@ async fn run() -> anyhow::Result<ExitCode> {
             tracing::error!("lost the leader Lease; exiting so the pod restarts as a candidate");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watch_namespaces;
+
+    #[test]
+    fn watch_namespace_takes_a_list() {
+        assert_eq!(watch_namespaces(None).unwrap(), None);
+        assert_eq!(watch_namespaces(Some(" ")).unwrap(), None);
+        assert_eq!(
+            watch_namespaces(Some("a, b,a,,c-1")).unwrap(),
+            Some(vec!["a".to_string(), "b".into(), "c-1".into()])
+        );
+        let err = watch_namespaces(Some("a,B_x")).unwrap_err().to_string();
+        assert!(err.contains("\"B_x\""), "{err}");
     }
 }

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -38,6 +38,26 @@ pub struct ErrorLabel {
     pub error: &'static str,
 }
 
+/// Labels of a region's gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    /// The region's namespace.
+    pub namespace: String,
+    /// The region's name.
+    pub region: String,
+}
+
+/// Labels of a region's condition gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    /// The region's namespace.
+    pub namespace: String,
+    /// The region's name.
+    pub region: String,
+    /// The condition type (`Ready`, `Degraded`, ...).
+    pub condition: String,
+}
+
 /// The operator's metrics, registered under the `stv3_operator` prefix.
 #[derive(Clone)]
 pub struct Metrics {
@@ -45,6 +65,9 @@ pub struct Metrics {
     errors: Family<ErrorLabel, Counter>,
     duration: Histogram,
     leader: Gauge<i64, AtomicI64>,
+    cells: Family<RegionLabels, Gauge>,
+    cells_ready: Family<RegionLabels, Gauge>,
+    conditions: Family<ConditionLabels, Gauge>,
 }
 
 impl Metrics {
@@ -58,6 +81,9 @@ impl Metrics {
                 0.001, 2.0, 15,
             )),
             leader: Gauge::default(),
+            cells: Family::default(),
+            cells_ready: Family::default(),
+            conditions: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("stv3_operator");
         r.register(
@@ -80,7 +106,65 @@ impl Metrics {
             "1 while this replica holds the leader Lease and reconciles",
             m.leader.clone(),
         );
+        r.register("region_cells", "Cells in a region's spec", m.cells.clone());
+        r.register(
+            "region_cells_ready",
+            "Cells of a region whose collectors are all ready",
+            m.cells_ready.clone(),
+        );
+        r.register(
+            "region_condition",
+            "1 when a region's condition is True, 0 when False (the region's status)",
+            m.conditions.clone(),
+        );
         m
+    }
+
+    /// Sets a region's gauges from the status just written.
+    pub fn set_region(
+        &self,
+        namespace: &str,
+        region: &str,
+        status: &crate::crd::StackTachRegionStatus,
+    ) {
+        let labels = RegionLabels {
+            namespace: namespace.into(),
+            region: region.into(),
+        };
+        let ready = status.cells.iter().filter(|c| crate::status::cell_ready(c));
+        self.cells
+            .get_or_create(&labels)
+            .set(status.cells.len() as i64);
+        self.cells_ready
+            .get_or_create(&labels)
+            .set(ready.count() as i64);
+        for c in &status.conditions {
+            self.conditions
+                .get_or_create(&ConditionLabels {
+                    namespace: namespace.into(),
+                    region: region.into(),
+                    condition: c.type_.clone(),
+                })
+                .set(i64::from(c.status == "True"));
+        }
+    }
+
+    /// Drops a deleted region's gauges.
+    pub fn forget_region(&self, namespace: &str, region: &str) {
+        let labels = RegionLabels {
+            namespace: namespace.into(),
+            region: region.into(),
+        };
+        self.cells.remove(&labels);
+        self.cells_ready.remove(&labels);
+        // The condition family has one series per type: drop every one of the region's.
+        for condition in crate::status::types::ALL {
+            self.conditions.remove(&ConditionLabels {
+                namespace: namespace.into(),
+                region: region.into(),
+                condition: condition.to_string(),
+            });
+        }
     }
 
     /// Records one reconcile: its duration and result (and the error's kind).
@@ -99,14 +183,52 @@ impl Metrics {
     }
 }
 
-/// What the probes see. Live while the process serves; ready once the replica knows
+/// How long the region watch may keep failing before `/healthz` says the controller
+/// is not live (and the kubelet restarts the pod): long enough to ride out an API
+/// server restart, short enough that a wedged operator does not sit for hours.
+pub const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(120);
+
+/// What the probes see. Live while the controller runs and its region watch has not
+/// been failing for longer than [`WATCH_FAILURE_GRACE`]; ready once the replica knows
 /// its part: it leads and its controller runs, or it stands by for the Lease.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
+    failing_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Health {
+    /// The region watch delivered something: it works.
+    pub fn watch_ok(&self) {
+        if let Ok(mut f) = self.failing_since.lock() {
+            *f = None;
+        }
+    }
+
+    /// The region watch failed (it retries with back-off).
+    pub fn watch_failed(&self) {
+        if let Ok(mut f) = self.failing_since.lock() {
+            f.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// The controller stopped (its stream ended).
+    pub fn controller_stopped(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Why `/healthz` fails, if it does.
+    pub fn not_live(&self) -> Option<String> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Some("the controller stopped".into());
+        }
+        let since = self.failing_since.lock().ok().and_then(|f| *f)?;
+        let failing = since.elapsed();
+        (failing > WATCH_FAILURE_GRACE)
+            .then(|| format!("the region watch has failed for {}s", failing.as_secs()))
+    }
+
     /// Sets readiness.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
@@ -128,7 +250,7 @@ struct AppState {
 pub fn router(registry: Arc<Registry>, health: Health) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(AppState { registry, health })
 }
@@ -146,6 +268,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.health.not_live() {
+        None => (StatusCode::OK, "ok".to_string()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 
@@ -257,7 +386,65 @@ mod tests {
         ] {
             assert!(body.contains(line), "no {line:?} in\n{body}");
         }
+        // A failing watch within its grace is still live; a stopped controller is not.
+        health.watch_failed();
+        assert!(get("/healthz").await.starts_with("HTTP/1.0 200"));
+        health.controller_stopped();
+        let h = get("/healthz").await;
+        assert!(
+            h.starts_with("HTTP/1.0 503") && h.contains("the controller stopped"),
+            "{h}"
+        );
         stop.cancel();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn region_gauges_follow_the_status_and_go_with_the_region() {
+        use crate::crd::{CellStatus, StackTachRegionStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let cond = |t: &str, s: &str| Condition {
+            type_: t.into(),
+            status: s.into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        };
+        let st = StackTachRegionStatus {
+            cells: vec![
+                CellStatus {
+                    name: "a".into(),
+                    conditions: vec![cond("Ready", "True")],
+                    ..Default::default()
+                },
+                CellStatus {
+                    name: "b".into(),
+                    conditions: vec![cond("Ready", "False")],
+                    ..Default::default()
+                },
+            ],
+            conditions: vec![cond("Ready", "False"), cond("Degraded", "True")],
+            ..Default::default()
+        };
+        m.set_region("ns", "r", &st);
+        let text = || {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+            out
+        };
+        let body = text();
+        for line in [
+            "stv3_operator_region_cells{namespace=\"ns\",region=\"r\"} 2",
+            "stv3_operator_region_cells_ready{namespace=\"ns\",region=\"r\"} 1",
+            "stv3_operator_region_condition{namespace=\"ns\",region=\"r\",condition=\"Ready\"} 0",
+            "stv3_operator_region_condition{namespace=\"ns\",region=\"r\",condition=\"Degraded\"} 1",
+        ] {
+            assert!(body.contains(line), "no {line:?} in\n{body}");
+        }
+        m.forget_region("ns", "r");
+        assert!(!text().contains("region=\"r\""), "{}", text());
     }
 }

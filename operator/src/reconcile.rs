@@ -532,6 +532,7 @@ async fn write_status(
     region: &StackTachRegion,
     status: StackTachRegionStatus,
 ) -> Result<()> {
+    ctx.metrics.set_region(ns, &region.name_any(), &status);
     if region.status.as_ref() == Some(&status) {
         return Ok(());
     }
@@ -590,6 +591,7 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
         .ok_or_else(|| Error::MissingReference("a StackTachRegion must be namespaced".into()))?;
     if region.metadata.deletion_timestamp.is_some() {
         // Being deleted: the garbage collector removes what it owned.
+        ctx.metrics.forget_region(&ns, &region.name_any());
         return Ok(Action::await_change());
     }
     let generation = region.metadata.generation;
@@ -769,7 +771,12 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
             .map(status::replica_status)
             .unwrap_or_default(),
     );
-    st.api = api.as_ref().map(status::replica_status);
+    // Wanted replicas from the spec (not the live count, which a rolling update's
+    // surge pod inflates), ready ones from the Deployment.
+    st.api = api.as_ref().map(|d| crate::crd::ReplicaStatus {
+        replicas: region.spec.api.replicas,
+        ready_replicas: status::replica_status(d).ready_replicas,
+    });
     st.api_endpoint = Some(desired::api_endpoint(region));
     let ready = cells_ready && api_ready && db_ready && workers_ready;
     let mut message = format!(
@@ -867,6 +874,6 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
 
 /// Retries a failed reconcile after a pause.
 pub fn error_policy(region: Arc<StackTachRegion>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(region = %region.name_any(), error = %error, kind = error.metric_label(), "reconcile failed");
+    tracing::warn!(region = %region.name_any(), error = %redact(&error.to_string()), kind = error.metric_label(), "reconcile failed");
     Action::requeue(Duration::from_secs(15))
 }

@@ -27,6 +27,16 @@ pub mod types {
     /// `pipelineWorkers.autoscaling.backlog` is set: whether KEDA scales the workers
     /// (`KedaScaledObject`) or, KEDA being absent, the CPU autoscaler does (`KedaAbsent`).
     pub const BACKLOG_AUTOSCALING: &str = "BacklogAutoscaling";
+    /// Every type above.
+    pub const ALL: [&str; 7] = [
+        READY,
+        CONFIG_VALID,
+        DATABASE_READY,
+        PROGRESSING,
+        DEGRADED,
+        RECONCILIATION_PAUSED,
+        BACKLOG_AUTOSCALING,
+    ];
 }
 
 /// What of a region triggers a reconcile when it changes: its generation (the spec)
@@ -352,7 +362,11 @@ pub fn happenings(
     if is == Some("True") && was != Some("True") {
         out.push(happened("RollingOut", "rolling out the current spec"));
     }
-    if is == Some("False") && was == Some("True") {
+    let rolled_out = next
+        .conditions
+        .iter()
+        .any(|c| c.type_ == types::PROGRESSING && c.status == "False" && c.reason == "RolledOut");
+    if rolled_out && was == Some("True") {
         out.push(happened(
             "RolledOut",
             "every component runs the current spec",
@@ -605,7 +619,11 @@ mod tests {
         st.conditions.push(Condition {
             type_: type_.into(),
             status: status.into(),
-            reason: "R".into(),
+            reason: if type_ == types::PROGRESSING && status == "False" {
+                "RolledOut".into()
+            } else {
+                "R".into()
+            },
             message: String::new(),
             observed_generation: None,
             last_transition_time: at(1),
@@ -685,6 +703,17 @@ mod tests {
             .map(|h| h.reason)
             .collect();
         assert_eq!(reasons, ["RolledOut", "Ready"]);
+        // Progressing going False because a migration failed is no rollout done.
+        let mut failed = done.clone();
+        for c in failed.conditions.iter_mut() {
+            if c.type_ == types::PROGRESSING {
+                c.reason = "MigrationFailed".into();
+            }
+            if c.type_ == types::READY {
+                c.status = "False".into();
+            }
+        }
+        assert_eq!(happenings(Some(&next), &failed), vec![]);
     }
 
     #[test]

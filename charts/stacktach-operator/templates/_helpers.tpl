@@ -58,3 +58,14 @@ The leader Lease's name: leaderElection.leaseName, else the full name.
 {{- define "stacktach-operator.leaseName" -}}
 {{- .Values.leaderElection.leaseName | default (include "stacktach-operator.fullname" .) }}
 {{- end }}
+
+{{/*
+The namespaces whose regions are reconciled: watchNamespaces, plus watchNamespace (the
+older one-namespace value) when set; empty: every namespace.
+*/}}
+{{- define "stacktach-operator.watchNamespaces" -}}
+{{- $list := list -}}
+{{- range .Values.watchNamespaces }}{{- $list = append $list . -}}{{- end -}}
+{{- if .Values.watchNamespace }}{{- $list = append $list .Values.watchNamespace -}}{{- end -}}
+{{- $list | uniq | join "," -}}
+{{- end }}
