@@ -110,6 +110,15 @@ run_tests() {
   log "python tools (original klugman, schemathesis)"
   scripts/python-tools.sh >/dev/null
 
+  # The alert rules (charts/stacktach-operator/files/alerts.yaml) checked and unit-tested
+  # by promtool, built from the Go module proxy once (e2e/promtool/build.sh, cached).
+  command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
+  log "alert rules (promtool check rules, promtool test rules)"
+  local promtool
+  promtool=$(e2e/promtool/build.sh)
+  "$promtool" check rules charts/stacktach-operator/files/alerts.yaml
+  "$promtool" test rules e2e/promtool/alerts_test.yaml
+
   log "cargo fmt --check"
   cargo fmt --all --check
   log "cargo clippy"

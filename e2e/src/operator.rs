@@ -264,6 +264,7 @@ pub async fn resource_versions(
     of::<StatefulSet>(client, ns, &mut out).await?;
     of::<HorizontalPodAutoscaler>(client, ns, &mut out).await?;
     of::<Job>(client, ns, &mut out).await?;
+    of::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(client, ns, &mut out).await?;
     let regions: kube::Api<operator::crd::StackTachRegion> =
         kube::Api::namespaced(client.clone(), ns);
     let r = regions.get(region).await?;

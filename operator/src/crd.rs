@@ -82,6 +82,30 @@ pub struct StackTachRegionSpec {
     /// once.
     #[serde(default)]
     pub disruption_budgets: DisruptionBudgets,
+
+    /// Prometheus wiring: the metrics Services always; a ServiceMonitor when the
+    /// Prometheus Operator is installed.
+    #[serde(default)]
+    pub monitoring: Monitoring,
+}
+
+/// How the region is wired to Prometheus.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Monitoring {
+    /// Create a ServiceMonitor (`<region>`) over the collectors, pipeline workers and
+    /// API when the cluster serves `servicemonitors.monitoring.coreos.com` (checked at
+    /// every reconcile); false deletes it.
+    #[serde(default = "default_true")]
+    pub service_monitor: bool,
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Monitoring {
+            service_monitor: true,
+        }
+    }
 }
 
 // ------------------------------------------------------------------ placement and disruption

@@ -11,6 +11,7 @@ pub mod desired;
 pub mod disruption;
 pub mod keda;
 pub mod leader;
+pub mod monitoring;
 pub mod observe;
 #[cfg(feature = "config-check")]
 pub mod reconcile;

@@ -68,6 +68,7 @@ pub struct Metrics {
     cells: Family<RegionLabels, Gauge>,
     cells_ready: Family<RegionLabels, Gauge>,
     conditions: Family<ConditionLabels, Gauge>,
+    migration_failed: Family<RegionLabels, Gauge>,
 }
 
 impl Metrics {
@@ -84,6 +85,7 @@ impl Metrics {
             cells: Family::default(),
             cells_ready: Family::default(),
             conditions: Family::default(),
+            migration_failed: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("stv3_operator");
         r.register(
@@ -117,6 +119,11 @@ impl Metrics {
             "1 when a region's condition is True, 0 when False (the region's status)",
             m.conditions.clone(),
         );
+        r.register(
+            "region_migration_failed",
+            "1 while a region's schema migration Job has failed (nothing rolls until it succeeds)",
+            m.migration_failed.clone(),
+        );
         m
     }
 
@@ -138,6 +145,14 @@ impl Metrics {
         self.cells_ready
             .get_or_create(&labels)
             .set(ready.count() as i64);
+        let failed = status.conditions.iter().any(|c| {
+            c.reason == "MigrationFailed"
+                && ((c.type_ == crate::status::types::PROGRESSING && c.status == "False")
+                    || (c.type_ == crate::status::types::DEGRADED && c.status == "True"))
+        });
+        self.migration_failed
+            .get_or_create(&labels)
+            .set(i64::from(failed));
         for c in &status.conditions {
             self.conditions
                 .get_or_create(&ConditionLabels {
@@ -157,6 +172,7 @@ impl Metrics {
         };
         self.cells.remove(&labels);
         self.cells_ready.remove(&labels);
+        self.migration_failed.remove(&labels);
         // The condition family has one series per type: drop every one of the region's.
         for condition in crate::status::types::ALL {
             self.conditions.remove(&ConditionLabels {

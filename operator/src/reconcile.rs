@@ -34,7 +34,7 @@ use crate::crd::{ConfigSource, StackTachRegion, StackTachRegionStatus};
 use crate::desired::{self, Component, DatabasePasswords, Resolved, CELL_LABEL, FIELD_MANAGER};
 use crate::rollout::{self, Gate};
 use crate::status::{self, types, ConditionUpdate};
-use crate::{disruption, keda, redact, Context, Error, Result};
+use crate::{disruption, keda, monitoring, redact, Context, Error, Result};
 
 /// How many cells are applied at once.
 const CONCURRENT_APPLIES: usize = 8;
@@ -381,8 +381,32 @@ where
 
 /// Whether KEDA's ScaledObject API is served (its CRD is installed).
 async fn keda_installed(ctx: &Context) -> Result<bool> {
+    kind_served(ctx, &keda::scaled_object_gvk()).await
+}
+
+/// Applies the metrics Services, and the ServiceMonitor when the Prometheus Operator is
+/// installed and the region wants it (deleting it when the region no longer does).
+async fn reconcile_monitoring(ctx: &Context, ns: &str, region: &StackTachRegion) -> Result<()> {
+    for svc in monitoring::metrics_services(region)? {
+        apply(ctx, ns, &svc).await?;
+    }
+    if !kind_served(ctx, &monitoring::service_monitor_gvk()).await? {
+        return Ok(());
+    }
+    let ar = monitoring::service_monitor_resource();
+    if region.spec.monitoring.service_monitor {
+        apply_dynamic(ctx, ns, &ar, &monitoring::service_monitor(region)?).await?;
+    } else {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+        delete_if_present(&api, &region.name_any()).await?;
+    }
+    Ok(())
+}
+
+/// Whether the API server serves `gvk` (its CRD is installed).
+async fn kind_served(ctx: &Context, gvk: &kube::api::GroupVersionKind) -> Result<bool> {
     use kube::error::DiscoveryError;
-    match kube::discovery::pinned_kind(&ctx.client, &keda::scaled_object_gvk()).await {
+    match kube::discovery::pinned_kind(&ctx.client, gvk).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(kube::Error::Discovery(
@@ -750,6 +774,7 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     apply(ctx, &ns, &desired::api_service(region)?).await?;
     prune_removed_cells(ctx, &ns, region).await?;
     reconcile_disruption_budgets(ctx, &ns, region).await?;
+    reconcile_monitoring(ctx, &ns, region).await?;
 
     let problems = cell_credential_problems(&ns, region, &secrets);
     let previous_cells = std::mem::take(&mut st.cells);

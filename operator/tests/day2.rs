@@ -436,3 +436,64 @@ fn a_misspelt_key_is_caught_not_dropped() {
     let kept = serde_json::to_value(&typed).unwrap();
     assert_eq!(dropped_key(&given, &kept, String::new()), None);
 }
+
+#[test]
+fn metrics_services_and_the_service_monitor_find_every_pod() {
+    use operator::monitoring;
+    let r = region();
+    let svcs = monitoring::metrics_services(&r).unwrap();
+    let names: Vec<String> = svcs
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "region-east-yagi-metrics",
+            "region-east-pipeline-worker-metrics"
+        ]
+    );
+    // Each selects what its Deployments' pods carry, on their named metrics port.
+    let yagi = cell_deployment(&r, &r.spec.cells[1], &Resolved::default()).unwrap();
+    let pod_labels = yagi
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    let spec = svcs[0].spec.clone().unwrap();
+    assert!(spec
+        .selector
+        .unwrap()
+        .iter()
+        .all(|(k, v)| pod_labels.get(k) == Some(v)));
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    let port = &spec.ports.unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("metrics"), 9102));
+    let sm = monitoring::service_monitor(&r).unwrap();
+    assert_eq!(sm.metadata.name.as_deref(), Some("region-east"));
+    let endpoints: Vec<&str> = sm.data["spec"]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["port"].as_str().unwrap())
+        .collect();
+    assert_eq!(endpoints, ["metrics", "http"]);
+    // The alert rules group by the cell: its label must reach the series.
+    assert!(sm.data["spec"]["podTargetLabels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == CELL_LABEL));
+    // The API Service the ServiceMonitor also scrapes matches its selector.
+    let api = api_service(&r).unwrap();
+    let api_labels = api.metadata.labels.unwrap();
+    for (k, v) in sm.data["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(api_labels.get(k).map(String::as_str), v.as_str(), "{k}");
+    }
+}

@@ -716,6 +716,28 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(out)
     }
 
+    async fn count_ready(&self, kind: ReadyKind, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let (states, col) = match kind {
+            ReadyKind::Fire => (
+                [StreamState::Active, StreamState::RetryFire],
+                "fire_timestamp",
+            ),
+            ReadyKind::Expire => (
+                [StreamState::Active, StreamState::RetryExpire],
+                "expire_timestamp",
+            ),
+        };
+        let mut sql = Sql::new("SELECT COUNT(*) FROM stream WHERE state IN ");
+        sql.bind_tuple(states.map(|s| Arg::from(s.as_i16())))
+            .push(&format!(" AND {col} < "))
+            .bind(micros(now))
+            .push(" AND (claim_until IS NULL OR claim_until < ")
+            .bind(micros(Utc::now()))
+            .push(")");
+        let mut conn = self.backend.read().await?;
+        count_from(&conn.fetch(&sql).await?)
+    }
+
     async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError> {
         let mut sql = Sql::new("SELECT COUNT(*) FROM stream");
         push_stream_filters(&mut sql, query);

@@ -523,6 +523,9 @@ pub trait Store: Send + Sync {
         Ok(out)
     }
     async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError>;
+    /// Streams ready for `kind` at `now` that no live claim holds: the backlog the
+    /// pipeline workers have yet to take (one COUNT, for the backlog gauge).
+    async fn count_ready(&self, kind: ReadyKind, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Deletes a stream (not its events). False when there was none.
     async fn delete_stream(&self, id: StreamId) -> Result<bool, StoreError>;
     /// error → retry_fire, expire_error → retry_expire; other states are refused.

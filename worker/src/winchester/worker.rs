@@ -30,6 +30,7 @@ use chrono::Utc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -100,7 +101,13 @@ pub struct WorkerMetrics {
     pub claims_released: Counter,
     pub events_trimmed: Counter,
     pub events_emitted: Counter,
+    /// Streams ready to fire or expire that no worker has taken yet (the backlog the
+    /// alert rules watch; refreshed at most every [`BACKLOG_REFRESH`]).
+    pub ready_streams: Family<KindLabels, Gauge>,
 }
+
+/// How often a worker recounts the backlog of ready streams (one COUNT per kind).
+pub const BACKLOG_REFRESH: Duration = Duration::from_secs(15);
 
 impl Default for WorkerMetrics {
     fn default() -> Self {
@@ -118,6 +125,7 @@ impl WorkerMetrics {
             claims_released: Counter::default(),
             events_trimmed: Counter::default(),
             events_emitted: Counter::default(),
+            ready_streams: Family::default(),
         }
     }
 
@@ -146,6 +154,11 @@ impl WorkerMetrics {
             "stv3_pipeline_events_emitted",
             "Events pipelines emitted and the worker stored",
             self.events_emitted.clone(),
+        );
+        registry.register(
+            "stv3_pipeline_ready_streams",
+            "Streams ready to fire or expire that no worker has taken yet, by kind",
+            self.ready_streams.clone(),
         );
     }
 }
@@ -649,11 +662,33 @@ impl PipelineWorker {
         self.debug().dump();
     }
 
+    /// Recounts the ready streams for the backlog gauge; a failure leaves the last
+    /// count (the pass that follows reports the database's trouble).
+    pub async fn refresh_backlog(&self) {
+        let now = self.clock().now();
+        for (kind, label) in [(ReadyKind::Fire, "fire"), (ReadyKind::Expire, "expire")] {
+            match self.store().count_ready(kind, now).await {
+                Ok(n) => {
+                    self.metrics
+                        .ready_streams
+                        .get_or_create(&KindLabels { kind: label.into() })
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+                Err(e) => tracing::debug!(error = %e, "counting ready streams failed"),
+            }
+        }
+    }
+
     /// The worker loop: passes until `shutdown`, sleeping `idle_delay` when a pass found
     /// nothing, waiting and retrying when the database is away.
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut last_stats = Instant::now();
+        let mut last_backlog: Option<Instant> = None;
         while !shutdown.is_cancelled() {
+            if last_backlog.is_none_or(|t| t.elapsed() >= BACKLOG_REFRESH) {
+                self.refresh_backlog().await;
+                last_backlog = Some(Instant::now());
+            }
             let pause = match self.run_once(&shutdown).await {
                 Ok(report) => {
                     {

@@ -629,6 +629,15 @@ pub async fn concurrent_claimers_claim_each_stream_once(store: Arc<dyn Store>) {
         ..StreamQuery::default()
     };
     assert_eq!(store.count_streams(&ready).await.unwrap(), STREAMS as u64);
+    // The backlog gauge's count: every stream is ready to fire at 3 s, none at 0 s.
+    assert_eq!(
+        store.count_ready(ReadyKind::Fire, secs(3)).await.unwrap(),
+        STREAMS as u64
+    );
+    assert_eq!(
+        store.count_ready(ReadyKind::Fire, secs(0)).await.unwrap(),
+        0
+    );
     let mut workers = Vec::new();
     for _ in 0..4 {
         let store = store.clone();
@@ -663,6 +672,11 @@ pub async fn concurrent_claimers_claim_each_stream_once(store: Arc<dyn Store>) {
         ..StreamQuery::default()
     };
     assert_eq!(store.count_streams(&firing).await.unwrap(), STREAMS as u64);
+    assert_eq!(
+        store.count_ready(ReadyKind::Fire, secs(3)).await.unwrap(),
+        0,
+        "claimed streams are no backlog"
+    );
     // A claimed stream collects no more: a new event for it starts a new stream.
     let r = store
         .ingest(&[inst("late", "i-0", secs(4))], &rules(), secs(4))
