@@ -487,8 +487,9 @@ pub struct Database {
 }
 
 /// A MySQL the operator runs for the region.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(oldSelf.storageSize) || quantity(string(self.storageSize)).compareTo(quantity(string(oldSelf.storageSize))) >= 0").message("database.managed.storageSize cannot shrink: a volume only grows (to start smaller, back up, create a new region and restore into it)"))]
 pub struct ManagedDatabase {
     /// The MySQL image.
     #[serde(default = "default_mysql_image")]
@@ -506,6 +507,22 @@ pub struct ManagedDatabase {
     /// Where the MySQL pod runs (over `spec.pod`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// What happens to the data volume and the generated credentials Secret when the
+    /// region is deleted or its database made external: `Retain` keeps both (a region
+    /// re-created with the same name finds its data and the passwords that open it),
+    /// `Delete` deletes both. Never one without the other.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What is kept of a managed database when it goes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the data volume and the credentials Secret.
+    #[default]
+    Retain,
+    /// Delete the data volume and the credentials Secret.
+    Delete,
 }
 
 /// A database run outside the operator.

@@ -1016,9 +1016,15 @@ pub fn database_secret(region: &StackTachRegion, passwords: &DatabasePasswords) 
         passwords.user,
         database_host(region)
     );
+    let mut meta = metadata(region, database_name(region), Component::Database, None)?;
+    if !deletes_database(region) {
+        // Retain: the Secret outlives the region, as the data volume does, so that a
+        // region re-created with the same name opens its data with the same passwords.
+        meta["ownerReferences"] = json!([]);
+    }
     from_json(json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": metadata(region, database_name(region), Component::Database, None)?,
+        "metadata": meta,
         "type": "Opaque",
         "stringData": {
             "username": DATABASE_NAME,
@@ -1042,9 +1048,36 @@ pub fn database_service(region: &StackTachRegion) -> Result<Service> {
     }))
 }
 
+/// Whether the managed database's volume and Secret go with it
+/// (`deletionPolicy: Delete`).
+pub fn deletes_database(region: &StackTachRegion) -> bool {
+    region
+        .spec
+        .database
+        .managed
+        .as_ref()
+        .is_some_and(|m| m.deletion_policy == crate::crd::DeletionPolicy::Delete)
+}
+
+/// The `data` volume claim of the managed database's one pod.
+pub fn database_claim_name(region: &StackTachRegion) -> String {
+    format!("data-{}-0", database_name(region))
+}
+
 /// `<region>-db` StatefulSet (one MySQL pod and its data volume); `None` for an
 /// external database.
 pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulSet>> {
+    database_statefulset_over(region, None)
+}
+
+/// [`database_statefulset`], keeping the volume claim template of the StatefulSet that
+/// exists: that template cannot change (an apply changing it is refused, and would
+/// block every later change), so a new `storageSize` is applied to the claim itself
+/// (see the reconciler) and the template keeps the size it was created with.
+pub fn database_statefulset_over(
+    region: &StackTachRegion,
+    existing: Option<&StatefulSet>,
+) -> Result<Option<StatefulSet>> {
     let Some(m) = &region.spec.database.managed else {
         return Ok(None);
     };
@@ -1096,6 +1129,33 @@ pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulS
     if let Some(class) = &m.storage_class_name {
         pvc["spec"]["storageClassName"] = json!(class);
     }
+    if let Some(template) = existing
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .and_then(|t| t.first())
+    {
+        if let Some(size) = template
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+        {
+            pvc["spec"]["resources"]["requests"]["storage"] = json!(size);
+        }
+        if let Some(class) = template
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_ref())
+        {
+            pvc["spec"]["storageClassName"] = json!(class);
+        }
+    }
+    let when_deleted = if deletes_database(region) {
+        "Delete"
+    } else {
+        "Retain"
+    };
     from_json(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": metadata(region, name.clone(), Component::Database, None)?,
@@ -1108,6 +1168,7 @@ pub fn database_statefulset(region: &StackTachRegion) -> Result<Option<StatefulS
                 "spec": pod,
             },
             "volumeClaimTemplates": [pvc],
+            "persistentVolumeClaimRetentionPolicy": { "whenDeleted": when_deleted, "whenScaled": "Retain" },
         },
     }))
     .map(Some)
@@ -1136,7 +1197,9 @@ pub fn migration_job(region: &StackTachRegion) -> Result<Job> {
             // never written into the Job.
             // The URL comes from the environment (a Secret), never from the arguments.
             "command": ["stv3", "db", "upgrade"],
-            "env": [database_url_env(region)],
+            // Wait for a database still starting (a managed MySQL initialises for a
+            // minute on its first start) rather than fail and back off.
+            "env": [database_url_env(region), { "name": "STV3_DB_WAIT_SECONDS", "value": "300" }],
             "resources": resources(None, Component::Migration),
             "securityContext": container_security_context(),
         }]),

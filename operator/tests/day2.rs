@@ -497,3 +497,101 @@ fn metrics_services_and_the_service_monitor_find_every_pod() {
         assert_eq!(api_labels.get(k).map(String::as_str), v.as_str(), "{k}");
     }
 }
+
+#[test]
+fn the_deletion_policy_keeps_or_deletes_the_volume_and_secret_together() {
+    let pw = DatabasePasswords {
+        user: "u".into(),
+        root: "r".into(),
+    };
+    let retain = with(
+        &region(),
+        json!({ "spec": { "database": { "external": null, "managed": {} } } }),
+    );
+    let secret = database_secret(&retain, &pw).unwrap();
+    assert!(
+        secret
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "Retain (the default): the Secret outlives the region, as the volume does"
+    );
+    let sts = database_statefulset(&retain).unwrap().unwrap();
+    let policy = sts
+        .spec
+        .unwrap()
+        .persistent_volume_claim_retention_policy
+        .unwrap();
+    assert_eq!(policy.when_deleted.as_deref(), Some("Retain"));
+
+    let delete = with(
+        &retain,
+        json!({ "spec": { "database": { "managed": { "deletionPolicy": "Delete" } } } }),
+    );
+    let secret = database_secret(&delete, &pw).unwrap();
+    assert_eq!(secret.metadata.owner_references.unwrap().len(), 1);
+    let sts = database_statefulset(&delete).unwrap().unwrap();
+    let policy = sts
+        .spec
+        .unwrap()
+        .persistent_volume_claim_retention_policy
+        .unwrap();
+    assert_eq!(policy.when_deleted.as_deref(), Some("Delete"));
+}
+
+#[test]
+fn a_new_storage_size_keeps_the_claim_template_it_was_created_with() {
+    let small = with(
+        &region(),
+        json!({ "spec": { "database": { "external": null, "managed": { "storageSize": "10Gi" } } } }),
+    );
+    let created = database_statefulset(&small).unwrap().unwrap();
+    let bigger = with(
+        &small,
+        json!({ "spec": { "database": { "managed": { "storageSize": "20Gi" } } } }),
+    );
+    let size = |s: &k8s_openapi::api::apps::v1::StatefulSet| {
+        s.spec
+            .as_ref()
+            .unwrap()
+            .volume_claim_templates
+            .as_ref()
+            .unwrap()[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0
+            .clone()
+    };
+    assert_eq!(
+        size(&database_statefulset(&bigger).unwrap().unwrap()),
+        "20Gi"
+    );
+    // Over the StatefulSet that exists, the immutable template stays as it is (the
+    // claim itself is expanded).
+    let over = database_statefulset_over(&bigger, Some(&created))
+        .unwrap()
+        .unwrap();
+    assert_eq!(size(&over), "10Gi");
+    assert_eq!(database_claim_name(&bigger), "data-region-east-db-0");
+}
+
+#[test]
+fn quantities_compare_in_bytes() {
+    use operator::reconcile::quantity_bytes;
+    assert_eq!(quantity_bytes("10Gi"), Some(10.0 * 1024f64.powi(3)));
+    assert_eq!(quantity_bytes("500M"), Some(5e8));
+    assert_eq!(quantity_bytes("1e9"), Some(1e9));
+    assert_eq!(quantity_bytes("1024"), Some(1024.0));
+    assert!(quantity_bytes("20Gi") > quantity_bytes("10Gi"));
+    assert!(quantity_bytes("11G") > quantity_bytes("10Gi"));
+    assert_eq!(quantity_bytes("ten"), None);
+    assert_eq!(quantity_bytes("10Xi"), None);
+}

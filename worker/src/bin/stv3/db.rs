@@ -32,6 +32,16 @@ struct UpgradeArgs {
     /// The database URL, instead of (or overriding) the configuration's.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
+    /// Wait up to this long for the database to answer (a MySQL still initialising, a
+    /// failover) instead of failing at once; 0: do not wait. The operator's migration
+    /// Job sets it through the environment, which older images simply ignore.
+    #[arg(
+        long,
+        env = "STV3_DB_WAIT_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 0
+    )]
+    wait: u64,
 }
 
 fn database_url(args: &UpgradeArgs) -> Result<String> {
@@ -61,13 +71,32 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let store = store::open(&url)
-                    .await
-                    .with_context(|| format!("cannot open {}", redact_url(&url)))?;
-                store
-                    .migrate()
-                    .await
-                    .with_context(|| format!("cannot upgrade {}", redact_url(&url)))?;
+                let store = if args.wait > 0 {
+                    // open_when_ready retries what a database that is not up yet answers,
+                    // and migrates; a refused login still fails at once.
+                    let give_up = tokio_util::sync::CancellationToken::new();
+                    let timer = give_up.clone();
+                    let wait = std::time::Duration::from_secs(args.wait);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        timer.cancel();
+                    });
+                    store::open_when_ready(&url, &give_up)
+                        .await
+                        .with_context(|| format!("cannot upgrade {}", redact_url(&url)))?
+                        .with_context(|| {
+                            format!("{} did not answer within {} s", redact_url(&url), args.wait)
+                        })?
+                } else {
+                    let store = store::open(&url)
+                        .await
+                        .with_context(|| format!("cannot open {}", redact_url(&url)))?;
+                    store
+                        .migrate()
+                        .await
+                        .with_context(|| format!("cannot upgrade {}", redact_url(&url)))?;
+                    store
+                };
                 println!(
                     "database {} ({}) is up to date",
                     redact_url(&url),
