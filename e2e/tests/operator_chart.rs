@@ -418,10 +418,22 @@ async fn chart_installs_and_its_rbac_runs_the_operator() -> Result<()> {
     })
     .await?;
 
+    // A Forbidden for want of a permission fails the test. The operator watches every
+    // namespace, so it also sees other tests' regions while their namespaces are being
+    // deleted, where every write is refused as Forbidden with NamespaceTerminating:
+    // those lines are no RBAC problem.
     let log = operator.log_text();
+    let rbac: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_lowercase().contains("forbidden"))
+        .filter(|l| {
+            !l.contains("NamespaceTerminating") && !l.contains("because it is being terminated")
+        })
+        .collect();
     ensure!(
-        !log.to_lowercase().contains("forbidden"),
-        "the operator hit a Forbidden with the chart's RBAC:\n{log}"
+        rbac.is_empty(),
+        "the operator hit a Forbidden with the chart's RBAC:\n{}",
+        rbac.join("\n")
     );
     drop(operator);
 
