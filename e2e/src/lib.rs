@@ -109,6 +109,17 @@ pub async fn admin_client() -> Result<Client> {
     Ok(client)
 }
 
+/// An admin client that does not retry answers 429/503/504 itself (kube's default
+/// client retries them with back-off for up to 15 attempts, which turns an eviction
+/// refused by a PodDisruptionBudget into a call that waits for minutes).
+pub async fn admin_client_without_retries() -> Result<Client> {
+    let mut config = Config::from_custom_kubeconfig(kubeconfig()?, &KubeConfigOptions::default())
+        .await
+        .context("building a kube Config from the test kubeconfig")?;
+    config.default_retry = false;
+    Client::try_from(config).context("building a kube Client")
+}
+
 /// A client for the same server that authenticates with a bearer token only.
 pub async fn token_client(token: &str) -> Result<Client> {
     let mut kc = kubeconfig()?;

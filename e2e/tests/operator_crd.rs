@@ -410,7 +410,8 @@ async fn desired_objects_are_accepted_and_reapplying_them_writes_nothing() -> Re
         );
     }
 
-    // Deleting the region collects everything it owned.
+    // Deleting the region collects everything it owned; the database's generated
+    // Secret stays with its volume (deletionPolicy Retain, the default).
     typed
         .delete(&region.metadata.name.clone().unwrap(), &Default::default())
         .await?;
@@ -427,7 +428,18 @@ async fn desired_objects_are_accepted_and_reapplying_them_writes_nothing() -> Re
             let lp = kube::api::ListParams::default().labels(sel);
             let left = deploys.list(&lp).await?.items.len()
                 + cms.list(&lp).await?.items.len()
-                + secrets.list(&lp).await?.items.len()
+                + secrets
+                    .list(&lp)
+                    .await?
+                    .items
+                    .iter()
+                    .filter(|s| {
+                        s.metadata
+                            .owner_references
+                            .as_ref()
+                            .is_some_and(|o| !o.is_empty())
+                    })
+                    .count()
                 + services.list(&lp).await?.items.len()
                 + hpas.list(&lp).await?.items.len()
                 + stss.list(&lp).await?.items.len()
