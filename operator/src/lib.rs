@@ -13,6 +13,7 @@ pub mod keda;
 pub mod leader;
 pub mod monitoring;
 pub mod observe;
+pub mod reason;
 #[cfg(feature = "config-check")]
 pub mod reconcile;
 pub mod rollout;
@@ -64,15 +65,16 @@ impl Error {
         }
     }
 
-    /// The CamelCase reason of the `Degraded` condition and the Warning Event.
-    pub fn reason(&self) -> &'static str {
+    /// The reason of the `Degraded` condition and the Warning Event.
+    pub fn reason(&self) -> reason::Reason {
+        use reason::Reason;
         match self {
-            Error::Kube(_) => "KubernetesApiError",
-            Error::InvalidConfig(_) => "InvalidConfig",
-            Error::MissingReference(_) => "MissingReference",
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::DroppedField(_) => "DroppedField",
-            Error::Serialization(_) => "SerializationFailed",
+            Error::Kube(_) => Reason::KubernetesApiError,
+            Error::InvalidConfig(_) => Reason::InvalidConfig,
+            Error::MissingReference(_) => Reason::MissingReference,
+            Error::InvalidSpec(_) => Reason::InvalidSpec,
+            Error::DroppedField(_) => Reason::DroppedField,
+            Error::Serialization(_) => Reason::SerializationFailed,
         }
     }
 }

@@ -146,7 +146,7 @@ impl Metrics {
             .get_or_create(&labels)
             .set(ready.count() as i64);
         let failed = status.conditions.iter().any(|c| {
-            c.reason == "MigrationFailed"
+            c.reason.parse() == Ok(crate::reason::Reason::MigrationFailed)
                 && ((c.type_ == crate::status::types::PROGRESSING && c.status == "False")
                     || (c.type_ == crate::status::types::DEGRADED && c.status == "True"))
         });

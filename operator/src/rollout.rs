@@ -8,7 +8,7 @@
 
 use k8s_openapi::api::batch::v1::Job;
 
-use crate::status::{types, ConditionUpdate};
+use crate::status::{types, ConditionUpdate, Reason};
 
 /// Where a migration Job is, from its status conditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,23 +101,23 @@ impl Gate {
             Gate::Migrating { job } => vec![
                 ConditionUpdate::yes(
                     types::PROGRESSING,
-                    "MigrationRunning",
+                    Reason::MigrationRunning,
                     format!(
                         "schema migration Job {job} is running; the components keep their \
                          current version until it succeeds"
                     ),
                 ),
-                ConditionUpdate::no(types::DEGRADED, "AsExpected", "no reconcile error"),
+                ConditionUpdate::no(types::DEGRADED, Reason::AsExpected, "no reconcile error"),
             ],
             Gate::Failed { job, reason } => vec![
                 ConditionUpdate::no(
                     types::PROGRESSING,
-                    "MigrationFailed",
+                    Reason::MigrationFailed,
                     format!("schema migration Job {job} failed; nothing rolls"),
                 ),
                 ConditionUpdate::yes(
                     types::DEGRADED,
-                    "MigrationFailed",
+                    Reason::MigrationFailed,
                     format!(
                         "schema migration Job {job} failed ({reason}); the components keep \
                          their current version. Fix the cause, then delete the Job to retry"
@@ -184,9 +184,9 @@ mod tests {
         let running = Gate::from_job("j", &JobState::Running);
         assert!(!running.is_open());
         let cs = running.conditions();
-        assert!(cs
-            .iter()
-            .any(|c| c.type_ == types::PROGRESSING && c.status && c.reason == "MigrationRunning"));
+        assert!(cs.iter().any(|c| c.type_ == types::PROGRESSING
+            && c.status
+            && c.reason == Reason::MigrationRunning));
         let failed = Gate::from_job("j", &JobState::Failed("BackoffLimitExceeded".into()));
         assert!(!failed.is_open());
         let degraded = failed
@@ -194,7 +194,7 @@ mod tests {
             .into_iter()
             .find(|c| c.type_ == types::DEGRADED)
             .unwrap();
-        assert!(degraded.status && degraded.reason == "MigrationFailed");
+        assert!(degraded.status && degraded.reason == Reason::MigrationFailed);
         assert!(degraded.message.contains("Job j") && degraded.message.contains("Backoff"));
         assert!(Gate::Open.conditions().is_empty());
     }

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{CellStatus, ReplicaStatus, StackTachRegion, StackTachRegionStatus};
 use crate::desired::yagi_name;
+pub use crate::reason::Reason;
 
 /// The condition types the operator sets.
 pub mod types {
@@ -72,29 +73,29 @@ pub struct ConditionUpdate {
     pub type_: &'static str,
     /// `True` or `False`.
     pub status: bool,
-    /// CamelCase reason.
-    pub reason: String,
+    /// Why.
+    pub reason: Reason,
     /// For humans.
     pub message: String,
 }
 
 impl ConditionUpdate {
     /// A condition that holds.
-    pub fn yes(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+    pub fn yes(type_: &'static str, reason: Reason, message: impl Into<String>) -> Self {
         ConditionUpdate {
             type_,
             status: true,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
 
     /// A condition that does not hold.
-    pub fn no(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+    pub fn no(type_: &'static str, reason: Reason, message: impl Into<String>) -> Self {
         ConditionUpdate {
             type_,
             status: false,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
@@ -116,14 +117,14 @@ pub fn set_condition(
                 c.status = status;
                 c.last_transition_time = now.clone();
             }
-            c.reason = update.reason;
+            c.reason = update.reason.as_str().to_string();
             c.message = update.message;
             c.observed_generation = generation;
         }
         None => conditions.push(Condition {
             type_: update.type_.to_string(),
             status,
-            reason: update.reason,
+            reason: update.reason.as_str().to_string(),
             message: update.message,
             observed_generation: generation,
             last_transition_time: now.clone(),
@@ -167,12 +168,12 @@ pub fn cell_statuses(
                 Some(problem) => problem.clone(),
                 None if ready >= cell.yagi_replicas && current => ConditionUpdate::yes(
                     types::READY,
-                    "CollectorsReady",
+                    Reason::CollectorsReady,
                     format!("{ready}/{} collectors ready", cell.yagi_replicas),
                 ),
                 None => ConditionUpdate::no(
                     types::READY,
-                    "CollectorsNotReady",
+                    Reason::CollectorsNotReady,
                     if ready >= cell.yagi_replicas {
                         format!(
                             "{ready}/{} collectors ready, rolling out",
@@ -220,7 +221,7 @@ pub fn cell_problems(cells: &[CellStatus]) -> Vec<String> {
             c.conditions
                 .iter()
                 .filter(|k| k.type_ == types::READY && k.status == "False")
-                .filter(|k| k.reason != "CollectorsNotReady")
+                .filter(|k| k.reason.parse() != Ok(Reason::CollectorsNotReady))
                 .map(move |k| format!("cell {}: {}", c.name, k.message))
         })
         .collect()
@@ -362,10 +363,11 @@ pub fn happenings(
     if is == Some("True") && was != Some("True") {
         out.push(happened("RollingOut", "rolling out the current spec"));
     }
-    let rolled_out = next
-        .conditions
-        .iter()
-        .any(|c| c.type_ == types::PROGRESSING && c.status == "False" && c.reason == "RolledOut");
+    let rolled_out = next.conditions.iter().any(|c| {
+        c.type_ == types::PROGRESSING
+            && c.status == "False"
+            && c.reason.parse() == Ok(Reason::RolledOut)
+    });
     if rolled_out && was == Some("True") {
         out.push(happened(
             "RolledOut",
@@ -434,13 +436,13 @@ mod tests {
         let mut cs = Vec::new();
         set_condition(
             &mut cs,
-            ConditionUpdate::yes(types::READY, "AllReady", "ok"),
+            ConditionUpdate::yes(types::READY, Reason::AllReady, "ok"),
             Some(1),
             &at(100),
         );
         set_condition(
             &mut cs,
-            ConditionUpdate::yes(types::READY, "AllReady", "still ok"),
+            ConditionUpdate::yes(types::READY, Reason::AllReady, "still ok"),
             Some(2),
             &at(200),
         );
@@ -456,7 +458,7 @@ mod tests {
         );
         set_condition(
             &mut cs,
-            ConditionUpdate::no(types::READY, "CellsNotReady", "1/2"),
+            ConditionUpdate::no(types::READY, Reason::ComponentsNotReady, "1/2"),
             Some(2),
             &at(300),
         );
@@ -503,11 +505,19 @@ mod tests {
         };
         assert_eq!(
             ready(&cells[0]),
-            ("Ready".into(), "True".into(), "CollectorsReady".into())
+            (
+                "Ready".into(),
+                "True".into(),
+                Reason::CollectorsReady.into()
+            )
         );
         assert_eq!(
             ready(&cells[1]),
-            ("Ready".into(), "False".into(), "CollectorsNotReady".into())
+            (
+                "Ready".into(),
+                "False".into(),
+                Reason::CollectorsNotReady.into()
+            )
         );
         assert!(
             cell_problems(&cells).is_empty(),
@@ -536,7 +546,7 @@ mod tests {
             "b".to_string(),
             ConditionUpdate::no(
                 types::READY,
-                "CredentialsSecretMissing",
+                Reason::CredentialsSecretMissing,
                 "Secret s not found",
             ),
         )]);
@@ -546,7 +556,10 @@ mod tests {
             cells[0].conditions, before[0].conditions,
             "cell a unchanged"
         );
-        assert_eq!(cells[1].conditions[0].reason, "CredentialsSecretMissing");
+        assert_eq!(
+            cells[1].conditions[0].reason.parse(),
+            Ok(Reason::CredentialsSecretMissing)
+        );
         assert_eq!(cells[1].conditions[0].last_transition_time, at(200));
         assert_eq!(cell_problems(&cells), ["cell b: Secret s not found"]);
     }
@@ -620,7 +633,7 @@ mod tests {
             type_: type_.into(),
             status: status.into(),
             reason: if type_ == types::PROGRESSING && status == "False" {
-                "RolledOut".into()
+                Reason::RolledOut.into()
             } else {
                 "R".into()
             },
@@ -707,7 +720,7 @@ mod tests {
         let mut failed = done.clone();
         for c in failed.conditions.iter_mut() {
             if c.type_ == types::PROGRESSING {
-                c.reason = "MigrationFailed".into();
+                c.reason = Reason::MigrationFailed.into();
             }
             if c.type_ == types::READY {
                 c.status = "False".into();

@@ -10,7 +10,7 @@ use super::{apply, apply_dynamic, delete_if_present, kind_served};
 use crate::crd::StackTachRegion;
 use crate::desired;
 use crate::keda;
-use crate::status::{types, ConditionUpdate};
+use crate::status::{types, ConditionUpdate, Reason};
 use crate::{Context, Result};
 
 /// Whether KEDA's ScaledObject API is served (its CRD is installed).
@@ -67,7 +67,7 @@ pub(super) async fn reconcile_autoscaling(
         delete_if_present(&hpas, &desired::pipeline_worker_name(region)).await?;
         draft.set(ConditionUpdate::yes(
             types::BACKLOG_AUTOSCALING,
-            "KedaScaledObject",
+            Reason::KedaScaledObject,
             format!(
                 "KEDA scales the pipeline workers on streams ready to fire \
                      (ScaledObject {})",
@@ -78,7 +78,7 @@ pub(super) async fn reconcile_autoscaling(
         apply(ctx, ns, &desired::pipeline_worker_hpa(region)?).await?;
         draft.set(ConditionUpdate::no(
             types::BACKLOG_AUTOSCALING,
-            "KedaAbsent",
+            Reason::KedaAbsent,
             format!(
                 "pipelineWorkers.autoscaling.backlog is set but KEDA is not installed \
                      (no {} CRD): the CPU HorizontalPodAutoscaler scales the workers",

@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use super::{apply, CONCURRENT_APPLIES};
 use crate::crd::StackTachRegion;
 use crate::desired::{self, Component, Resolved, CELL_LABEL};
-use crate::status::{self, types, ConditionUpdate};
+use crate::status::{self, types, ConditionUpdate, Reason};
 use crate::{Context, Error, Result};
 
 /// The Secrets the region's pods reference ([`desired::referenced_secrets`]) that
@@ -70,7 +70,7 @@ pub(super) fn cell_credential_problems(
                 }
                 ConditionUpdate::no(
                     types::READY,
-                    "CredentialsKeyMissing",
+                    Reason::CredentialsKeyMissing,
                     format!(
                         "Secret {ns}/{} has no key {}: the collectors cannot start until it does",
                         r.name,
@@ -80,7 +80,7 @@ pub(super) fn cell_credential_problems(
             }
             _ => ConditionUpdate::no(
                 types::READY,
-                "CredentialsSecretMissing",
+                Reason::CredentialsSecretMissing,
                 format!(
                     "Secret {ns}/{} (keys {} and {}) not found: create it with the cell's \
                      RabbitMQ user and password; the collectors start once it exists",

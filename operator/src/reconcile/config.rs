@@ -8,7 +8,7 @@ use kube::Api;
 use super::report::{publish, Draft};
 use crate::config_check::{self, ConfigFiles};
 use crate::crd::{ConfigSource, StackTachRegion};
-use crate::status::{types, ConditionUpdate};
+use crate::status::{types, ConditionUpdate, Reason};
 use crate::{redact, Context, Error, Result};
 
 /// The text of one config file: inline, or the ConfigMap key it references.
@@ -62,9 +62,9 @@ pub(super) async fn check(
     match checked {
         Ok((files, warnings)) => {
             let reason = if warnings.is_empty() {
-                "Parsed"
+                Reason::Parsed
             } else {
-                "ParsedWithWarnings"
+                Reason::ParsedWithWarnings
             };
             draft.set(ConditionUpdate::yes(
                 types::CONFIG_VALID,
@@ -98,7 +98,7 @@ pub(super) async fn check(
                 message.clone(),
             ));
             if !already {
-                publish(ctx, region, EventType::Warning, reason, message).await;
+                publish(ctx, region, EventType::Warning, reason.as_str(), message).await;
             }
             Ok(None)
         }

@@ -11,7 +11,7 @@ use super::report::publish;
 use super::{apply, delete_if_present};
 use crate::crd::StackTachRegion;
 use crate::desired::{self, DatabasePasswords};
-use crate::status::{types, ConditionUpdate};
+use crate::status::{types, ConditionUpdate, Reason};
 use crate::{Context, Error, Result};
 
 /// Makes a random password (never logged).
@@ -66,13 +66,13 @@ pub(super) async fn reconcile_database(
     let update = if ready >= 1 {
         ConditionUpdate::yes(
             types::DATABASE_READY,
-            "MySQLReady",
+            Reason::MySQLReady,
             "the managed MySQL is ready",
         )
     } else {
         ConditionUpdate::no(
             types::DATABASE_READY,
-            "MySQLStarting",
+            Reason::MySQLStarting,
             "the managed MySQL is not ready yet",
         )
     };
@@ -210,13 +210,13 @@ async fn external_database_ready(
     Ok(if has_key {
         ConditionUpdate::yes(
             types::DATABASE_READY,
-            "ExternalSecretFound",
+            Reason::ExternalSecretFound,
             format!("the URL is in Secret {name}"),
         )
     } else {
         ConditionUpdate::no(
             types::DATABASE_READY,
-            "ExternalSecretMissing",
+            Reason::ExternalSecretMissing,
             format!("Secret {name} with key {key:?} not found: create it with the database URL"),
         )
     })

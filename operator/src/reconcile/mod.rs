@@ -37,7 +37,7 @@ pub use database::quantity_bytes;
 
 use crate::crd::StackTachRegion;
 use crate::desired::{self, FIELD_MANAGER};
-use crate::status::{self, types, ConditionUpdate};
+use crate::status::{self, types, ConditionUpdate, Reason};
 use crate::{redact, Context, Error, Result};
 use report::{report_failure, write_status, Draft};
 
@@ -89,7 +89,7 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     if status::is_paused(region) {
         draft.set(ConditionUpdate::yes(
             types::RECONCILIATION_PAUSED,
-            "AnnotationSet",
+            Reason::AnnotationSet,
             format!(
                 "{} is \"true\": nothing is changed until it is removed",
                 status::PAUSE_ANNOTATION

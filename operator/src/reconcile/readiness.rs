@@ -11,7 +11,7 @@ use super::workloads::Running;
 use crate::crd::StackTachRegion;
 use crate::desired;
 use crate::rollout::Gate;
-use crate::status::{self, types, ConditionUpdate};
+use crate::status::{self, types, ConditionUpdate, Reason};
 use crate::Context;
 
 /// What the steps before found that the verdict weighs.
@@ -88,13 +88,13 @@ pub(super) async fn conclude(
     if ready {
         draft.set(ConditionUpdate::yes(
             types::READY,
-            "AllReady",
+            Reason::AllReady,
             "every component is ready",
         ));
     } else {
         draft.set(ConditionUpdate::no(
             types::READY,
-            "ComponentsNotReady",
+            Reason::ComponentsNotReady,
             message.clone(),
         ));
     }
@@ -102,30 +102,28 @@ pub(super) async fn conclude(
         if ready {
             draft.set(ConditionUpdate::no(
                 types::PROGRESSING,
-                "RolledOut",
+                Reason::RolledOut,
                 "every component runs the current spec",
             ));
         } else {
             draft.set(ConditionUpdate::yes(
                 types::PROGRESSING,
-                "WaitingForPods",
+                Reason::WaitingForPods,
                 message,
             ));
         }
         degraded(ctx, region, draft, cell_problems, found.storage_problem).await;
     } else {
         if let Gate::Failed { job, reason } = found.gate {
-            let already = draft
-                .status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == types::DEGRADED && c.reason == "MigrationFailed");
+            let already = draft.status.conditions.iter().any(|c| {
+                c.type_ == types::DEGRADED && c.reason.parse() == Ok(Reason::MigrationFailed)
+            });
             if !already {
                 publish(
                     ctx,
                     region,
                     EventType::Warning,
-                    "MigrationFailed",
+                    Reason::MigrationFailed.as_str(),
                     format!("schema migration Job {job} failed: {reason}"),
                 )
                 .await;
@@ -147,16 +145,16 @@ async fn degraded(
     storage_problem: Option<String>,
 ) {
     let reason = if cell_problems.is_empty() {
-        "VolumeNotExpanded"
+        Reason::VolumeNotExpanded
     } else {
-        "CellCredentials"
+        Reason::CellCredentials
     };
     let mut problems_found = cell_problems;
     problems_found.extend(storage_problem);
     if problems_found.is_empty() {
         draft.set(ConditionUpdate::no(
             types::DEGRADED,
-            "AsExpected",
+            Reason::AsExpected,
             "no reconcile error",
         ));
     } else {
@@ -167,7 +165,14 @@ async fn degraded(
             .iter()
             .any(|c| c.type_ == types::DEGRADED && c.status == "True" && c.message == message);
         if !already {
-            publish(ctx, region, EventType::Warning, reason, message.clone()).await;
+            publish(
+                ctx,
+                region,
+                EventType::Warning,
+                reason.as_str(),
+                message.clone(),
+            )
+            .await;
         }
         draft.set(ConditionUpdate::yes(types::DEGRADED, reason, message));
     }

@@ -114,5 +114,12 @@ pub(super) async fn report_failure(ctx: &Context, region: &StackTachRegion, erro
     if let Err(e) = write_status(ctx, &ns, region, st).await {
         tracing::warn!(region = %region.name_any(), error = %e, "could not mark the region Degraded");
     }
-    publish(ctx, region, EventType::Warning, error.reason(), message).await;
+    publish(
+        ctx,
+        region,
+        EventType::Warning,
+        error.reason().as_str(),
+        message,
+    )
+    .await;
 }
