@@ -71,6 +71,8 @@ pub enum Component {
     Database,
     /// The schema-migration Job.
     Migration,
+    /// The managed database's scheduled dumps.
+    Backup,
     /// The region-wide configuration.
     Config,
 }
@@ -88,6 +90,7 @@ impl Component {
             Component::Api => Some(("50m", "64Mi")),
             Component::Database => Some(("250m", "256Mi")),
             Component::Migration => Some(("50m", "32Mi")),
+            Component::Backup => Some(("100m", "64Mi")),
             Component::Config => None,
         }
     }
@@ -100,6 +103,7 @@ impl Component {
             Component::Api => "api",
             Component::Database => "database",
             Component::Migration => "migration",
+            Component::Backup => "backup",
             Component::Config => "config",
         }
     }
@@ -178,7 +182,7 @@ pub fn owner_reference(region: &StackTachRegion) -> Result<OwnerReference> {
         .ok_or_else(|| Error::MissingReference(format!("region {} has no uid", region.name_any())))
 }
 
-fn metadata(
+pub(crate) fn metadata(
     region: &StackTachRegion,
     name: String,
     component: Component,
@@ -201,7 +205,7 @@ pub fn image(region: &StackTachRegion, component: Component) -> (String, PullPol
         Component::PipelineWorker => images.pipeline_worker.as_ref(),
         Component::Api => images.api.as_ref(),
         Component::Migration => images.migration.as_ref(),
-        Component::Database | Component::Config => None,
+        Component::Database | Component::Backup | Component::Config => None,
     }
     .unwrap_or(&none);
     let repo = o.repository.as_deref().unwrap_or(&images.repository);
@@ -223,7 +227,7 @@ pub fn image(region: &StackTachRegion, component: Component) -> (String, PullPol
 ///
 /// `placement` comes with its field path, named in the error when its affinity is not
 /// one (the CRD's schema leaves that field unchecked).
-fn pod_settings(
+pub(crate) fn pod_settings(
     region: &StackTachRegion,
     placement: Option<(&Placement, &str)>,
     spread: Option<&BTreeMap<String, String>>,
@@ -307,7 +311,7 @@ fn default_spread(selector: &BTreeMap<String, String>) -> Value {
 
 /// A container's `resources`: what the region gives, else `component`'s default
 /// requests (no limits: a default limit would throttle or kill a busy collector).
-fn resources(given: Option<&ResourceRequirements>, component: Component) -> Value {
+pub(crate) fn resources(given: Option<&ResourceRequirements>, component: Component) -> Value {
     match (given, component.default_requests()) {
         (Some(r), _) => json!(r),
         (None, Some((cpu, memory))) => json!({ "requests": { "cpu": cpu, "memory": memory } }),
@@ -356,6 +360,9 @@ pub struct Resolved {
     pub region_config: BTreeMap<String, String>,
     /// The referenced Secrets ([`referenced_secrets`]) that exist.
     pub secrets: BTreeMap<String, Secret>,
+    /// The cells' CA bundles kept in ConfigMaps
+    /// ([`crate::broker_tls::read_ca_config_maps`]).
+    pub ca_bundles: BTreeMap<String, String>,
 }
 
 impl Resolved {
@@ -364,6 +371,7 @@ impl Resolved {
         Resolved {
             region_config,
             secrets: BTreeMap::new(),
+            ca_bundles: BTreeMap::new(),
         }
     }
 }
@@ -399,6 +407,9 @@ pub fn secret_uses(
                 let c = &cell.rabbitmq.credentials_secret_ref;
                 uses.push(secret_use(&c.name, &c.username_key));
                 uses.push(secret_use(&c.name, &c.password_key));
+                for (name, key) in crate::broker_tls::secret_keys(cell) {
+                    uses.push(secret_use(&name, &key));
+                }
             }
         }
         Component::PipelineWorker => {
@@ -411,7 +422,7 @@ pub fn secret_uses(
                 uses.push(secret_use(&t.name, &t.key));
             }
         }
-        Component::Database | Component::Migration | Component::Config => {}
+        Component::Database | Component::Migration | Component::Backup | Component::Config => {}
     }
     uses
 }
@@ -434,7 +445,7 @@ pub fn referenced_secrets(region: &StackTachRegion) -> BTreeSet<String> {
     names
 }
 
-/// Every ConfigMap the region's config files reference, by name.
+/// Every ConfigMap the region's config files and cells' CA bundles reference, by name.
 pub fn referenced_config_maps(region: &StackTachRegion) -> BTreeSet<String> {
     let c = &region.spec.config;
     [&c.event_definitions, &c.triggers, &c.pipelines]
@@ -442,6 +453,14 @@ pub fn referenced_config_maps(region: &StackTachRegion) -> BTreeSet<String> {
         .flatten()
         .filter_map(|src| src.config_map_ref.as_ref())
         .map(|r| r.name.clone())
+        .chain(
+            region
+                .spec
+                .cells
+                .iter()
+                .filter_map(crate::broker_tls::config_map_key)
+                .map(|(name, _)| name.to_string()),
+        )
         .collect()
 }
 
@@ -652,7 +671,7 @@ pub fn render_yagi_conf(cell: &Cell) -> String {
         "# Rendered by stv3-operator for cell {name}. The RabbitMQ user and password come\n\
          # from ${ENV_AMQP_USER} and ${ENV_AMQP_PASSWORD}.\n\
          [global]\nupdate_timer = 10\n\n\
-         [rabbit_broker]\nhost = {host}\nport = {port}\nvhost = {vhost}\nssl = {ssl}\npoll_delay = 0.5\n\n\
+         [rabbit_broker]\nhost = {host}\nport = {port}\nvhost = {vhost}\nssl = {ssl}\npoll_delay = 0.5\n{tls}\n\
          [consumers]\nqueues = {queues}\n\n\
          [winchester]\nconfig_file = {REGION_CONFIG_DIR}/winchester.yaml\n",
         name = cell.name,
@@ -660,6 +679,7 @@ pub fn render_yagi_conf(cell: &Cell) -> String {
         port = r.port,
         vhost = r.vhost,
         ssl = py_bool(r.tls),
+        tls = crate::broker_tls::yagi_conf_lines(r),
         queues = cell
             .queues
             .iter()
@@ -726,6 +746,12 @@ pub fn cell_deployment(
         json!({ "name": "region-config", "mountPath": REGION_CONFIG_DIR, "readOnly": true }),
         json!({ "name": "cell-config", "mountPath": CELL_CONFIG_DIR, "readOnly": true }),
     ];
+    for v in crate::broker_tls::volumes(cell) {
+        volumes.push(serde_json::to_value(v)?);
+    }
+    for m in crate::broker_tls::mounts(cell) {
+        mounts.push(serde_json::to_value(m)?);
+    }
     if let Some(s) = &cell.shoebox {
         let mut dir = json!({});
         if let Some(size) = &s.volume_size {
@@ -734,7 +760,11 @@ pub fn cell_deployment(
         volumes.push(json!({ "name": "shoebox", "emptyDir": dir }));
         mounts.push(json!({ "name": "shoebox", "mountPath": s.path }));
     }
-    let hash = config_hash([region_config, &cell_config_data(cell)]);
+    let hash = config_hash([
+        region_config,
+        &cell_config_data(cell),
+        &crate::broker_tls::ca_hash_input(&resolved.ca_bundles, cell),
+    ]);
     let secrets = secrets_hash(
         &resolved.secrets,
         &secret_uses(region, Component::Yagi, Some(cell)),

@@ -5,6 +5,8 @@
 //! autoscaling with KEDA ([`keda`]), leader election ([`leader`]) and the operator's
 //! metrics and probes ([`observe`]).
 
+pub mod backup;
+pub mod broker_tls;
 pub mod config_check;
 pub mod crd;
 pub mod desired;

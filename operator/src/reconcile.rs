@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -372,9 +372,17 @@ fn cell_credential_problems(
     ns: &str,
     region: &StackTachRegion,
     found: &BTreeMap<String, Secret>,
+    ca_bundles: &BTreeMap<String, String>,
 ) -> BTreeMap<String, ConditionUpdate> {
     let mut problems = BTreeMap::new();
     for cell in &region.spec.cells {
+        if let Some(message) = crate::broker_tls::missing_material(ns, cell, found, ca_bundles) {
+            problems.insert(
+                cell.name.clone(),
+                ConditionUpdate::no(types::READY, "TlsMaterialMissing", message),
+            );
+            continue;
+        }
         let r = &cell.rabbitmq.credentials_secret_ref;
         let update = match found.get(&r.name) {
             Some(secret) => {
@@ -554,6 +562,21 @@ async fn keda_installed(ctx: &Context) -> Result<bool> {
 
 /// Applies the metrics Services, and the ServiceMonitor when the Prometheus Operator is
 /// installed and the region wants it (deleting it when the region no longer does).
+/// The managed database's backup CronJob ([`crate::backup`]): applied when the region
+/// asks for dumps, deleted when it no longer does (the dumps stay on their claim).
+async fn reconcile_backup(ctx: &Context, ns: &str, region: &StackTachRegion) -> Result<()> {
+    match crate::backup::cron_job(region)? {
+        Some(c) => {
+            apply(ctx, ns, &c).await?;
+        }
+        None => {
+            let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), ns);
+            delete_if_present(&api, &crate::backup::cron_job_name(region)).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn reconcile_monitoring(ctx: &Context, ns: &str, region: &StackTachRegion) -> Result<()> {
     for svc in monitoring::metrics_services(region)? {
         apply(ctx, ns, &svc).await?;
@@ -892,11 +915,17 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
 
     let deploys: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let secrets = read_secrets(ctx, &ns, region).await?;
+    let ca_bundles = crate::broker_tls::read_ca_config_maps(
+        &Api::namespaced(ctx.client.clone(), &ns),
+        &region.spec.cells,
+    )
+    .await?;
     let mut cell_deployments = Vec::new();
     let (workers, api) = if gate.is_open() {
         let resolved = Resolved {
             region_config: desired::region_config_data(region, &files),
             secrets: secrets.clone(),
+            ca_bundles: ca_bundles.clone(),
         };
         apply(ctx, &ns, &desired::region_config_map(region, &files)?).await?;
         // Cells are independent: apply them a few at a time (a 100-cell region is
@@ -943,8 +972,9 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     prune_removed_cells(ctx, &ns, region).await?;
     reconcile_disruption_budgets(ctx, &ns, region).await?;
     reconcile_monitoring(ctx, &ns, region).await?;
+    reconcile_backup(ctx, &ns, region).await?;
 
-    let problems = cell_credential_problems(&ns, region, &secrets);
+    let problems = cell_credential_problems(&ns, region, &secrets, &ca_bundles);
     let previous_cells = std::mem::take(&mut st.cells);
     let (cells, summary) =
         status::cell_statuses(region, &cell_deployments, &problems, &previous_cells, &now);
