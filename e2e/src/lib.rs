@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
@@ -268,4 +268,65 @@ pub fn helm(args: &[&str]) -> Result<Output> {
         );
     }
     Ok(out)
+}
+
+/// The URL of a migrated database on the host's MariaDB (scripts/services.sh), for
+/// regions with an external database: the operator probes it (`DatabaseReady` of an
+/// external database means a real connection and a migrated schema), and the operator
+/// under test runs on the host. The server and user are those of
+/// `STV3_TEST_MYSQL_URL`; the database is `stv3_e2e_external`, created and migrated
+/// (`stv3 db upgrade` from target/release or target/debug) once per test process.
+pub fn external_database_url() -> Result<String> {
+    static URL: std::sync::OnceLock<std::result::Result<String, String>> =
+        std::sync::OnceLock::new();
+    URL.get_or_init(|| prepare_external_database().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn prepare_external_database() -> Result<String> {
+    const DB: &str = "stv3_e2e_external";
+    let base = std::env::var("STV3_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://stv3:stv3@127.0.0.1:3306/stv3_test".into());
+    let rest = base
+        .strip_prefix("mysql://")
+        .with_context(|| format!("STV3_TEST_MYSQL_URL is not mysql://: {base}"))?;
+    let (userinfo, hostpath) = rest
+        .split_once('@')
+        .context("no user in STV3_TEST_MYSQL_URL")?;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let hostport = hostpath.split('/').next().unwrap_or(hostpath);
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    let created = Command::new("mariadb")
+        .args(["--protocol=tcp", "-h", host, "-P", port, "-u", user])
+        .arg("-e")
+        .arg(format!("CREATE DATABASE IF NOT EXISTS `{DB}`"))
+        .env("MYSQL_PWD", password)
+        .output()
+        .context("running mariadb (scripts/services.sh installs it)")?;
+    ensure!(
+        created.status.success(),
+        "creating {DB}: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let url = format!("mysql://{userinfo}@{hostport}/{DB}");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| operator::workspace().join("target"));
+    let stv3 = ["release", "debug"]
+        .iter()
+        .map(|p| target.join(p).join("stv3"))
+        .find(|p| p.exists())
+        .context("no stv3 binary in target/release or target/debug: cargo build --bins")?;
+    let migrated = Command::new(&stv3)
+        .args(["db", "upgrade"])
+        .env("STV3_DATABASE_URL", &url)
+        .output()
+        .with_context(|| format!("running {}", stv3.display()))?;
+    ensure!(
+        migrated.status.success(),
+        "stv3 db upgrade of {DB}: {}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    Ok(url)
 }

@@ -2,7 +2,8 @@
 //! Pending, which is all these checks need): a region deleted and re-created with
 //! `deletionPolicy: Retain` finds its data claim and the same passwords; with `Delete`
 //! both go; the schema refuses a smaller volume; switching to an external database
-//! prunes the StatefulSet and keeps the claim as the policy says.
+//! prunes the StatefulSet and keeps the claim as the policy says; an external database
+//! is ready only when it answers with a migrated schema.
 //!
 //! Needs the cluster from `e2e/cluster/up.sh` and the operator binary. `#[ignore]`d in
 //! a plain `cargo test`.
@@ -170,7 +171,7 @@ async fn a_managed_database_keeps_or_deletes_its_volume_and_passwords_together()
         &client,
         &n,
         "ext",
-        &[("url", "mysql://u:p@db.invalid/stv3")],
+        &[("url", stv3_e2e::external_database_url()?.as_str())],
     )
     .await?;
     regions
@@ -191,6 +192,109 @@ async fn a_managed_database_keeps_or_deletes_its_volume_and_passwords_together()
     ensure!(
         claims.get_opt("data-r-db-0").await?.is_some() && password(&secrets).await?.is_some(),
         "Retain: the claim and Secret stay after the switch to an external database"
+    );
+    drop(op);
+    ns.delete().await
+}
+
+/// `DatabaseReady` of an external database is a real connection and a migrated schema,
+/// not the URL Secret's presence: a wrong password says the database refused (the
+/// message shows the URL without it), an empty database says it needs migrating, and
+/// the migrated database of `external_database_url` is ready. A changed URL is probed
+/// again at once (the Secret's change wakes the region; the probe is keyed by the URL).
+#[tokio::test]
+#[ignore = "needs the test cluster: e2e/cluster/up.sh, then cargo test -p stv3-e2e -- --include-ignored"]
+async fn an_external_database_is_ready_when_it_answers_migrated() -> Result<()> {
+    let client = admin_client().await?;
+    install_crds(&client, "crds/stacktach.io_stacktachregions.yaml").await?;
+    let ns = TestNamespace::create(&client, "dbexternal").await?;
+    let n = ns.name.clone();
+    create_secret(&client, &n, "rmq", &[("username", "u"), ("password", "p")]).await?;
+    let good = stv3_e2e::external_database_url()?;
+    let (userinfo, rest) = good
+        .strip_prefix("mysql://")
+        .and_then(|r| r.split_once('@'))
+        .context("a mysql:// URL with a user")?;
+    let user = userinfo.split(':').next().unwrap_or(userinfo);
+    let wrong = format!("mysql://{user}:not-the-password@{rest}");
+    let (server, _) = rest.rsplit_once('/').context("a database in the URL")?;
+    let empty = format!("mysql://{userinfo}@{server}/stv3_e2e_never_migrated");
+    let created = std::process::Command::new("mariadb")
+        .args(["--protocol=tcp", "-h"])
+        .arg(server.split(':').next().unwrap_or(server))
+        .args(["-P", server.split(':').nth(1).unwrap_or("3306"), "-u", user])
+        .arg("-e")
+        .arg("DROP DATABASE IF EXISTS stv3_e2e_never_migrated; CREATE DATABASE stv3_e2e_never_migrated")
+        .env("MYSQL_PWD", userinfo.split_once(':').map_or("", |(_, p)| p))
+        .output()?;
+    ensure!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    create_secret(&client, &n, "ext", &[("url", wrong.as_str())]).await?;
+    let op = OperatorProcess::start(&OperatorOptions::in_namespace(&n, "dbexternal"))?;
+    let regions: Api<StackTachRegion> = Api::namespaced(client.clone(), &n);
+    let region: StackTachRegion = serde_json::from_value(json!({
+        "apiVersion": "stacktach.io/v1alpha1", "kind": "StackTachRegion",
+        "metadata": { "name": "r" },
+        "spec": {
+            "cells": [cell("a")],
+            "database": { "external": { "urlSecretRef": { "name": "ext" } } },
+        },
+    }))?;
+    regions.create(&PostParams::default(), &region).await?;
+    let database_ready = |want: &'static str| {
+        let regions = regions.clone();
+        async move {
+            let r = regions.get("r").await?;
+            Ok(stv3_e2e::operator::condition(&r, "DatabaseReady")
+                .filter(|(_, reason, _)| reason == want))
+        }
+    };
+    let (status, _, message) = wait_for("DatabaseReady ExternalUnreachable", WAIT, || {
+        database_ready("ExternalUnreachable")
+    })
+    .await
+    .with_context(|| format!("operator log:\n{}", op.log_text()))?;
+    ensure!(status == "False", "a refused login is not ready: {message}");
+    ensure!(
+        !message.contains("not-the-password") && message.contains("Access denied"),
+        "the message says why, without the password: {message}"
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &n);
+    let set_url = |url: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    "ext",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "stringData": { "url": url } })),
+                )
+                .await
+        }
+    };
+    set_url(empty).await?;
+    let (status, _, message) = wait_for("DatabaseReady ExternalSchemaNotMigrated", WAIT, || {
+        database_ready("ExternalSchemaNotMigrated")
+    })
+    .await?;
+    ensure!(
+        status == "False",
+        "an empty database is not ready: {message}"
+    );
+
+    set_url(good).await?;
+    let (status, _, message) = wait_for("DatabaseReady ExternalSchemaMigrated", WAIT, || {
+        database_ready("ExternalSchemaMigrated")
+    })
+    .await?;
+    ensure!(
+        status == "True" && message.contains("schema version"),
+        "the migrated database is ready: {message}"
     );
     drop(op);
     ns.delete().await

@@ -123,7 +123,13 @@ async fn a_drain_respects_the_disruption_budgets() -> Result<()> {
 
 async fn drain_scenario(client: &Client, n: &str, node: &str) -> Result<()> {
     create_secret(client, n, "rmq", &[("username", "u"), ("password", "p")]).await?;
-    create_secret(client, n, "db", &[("url", "mysql://u:p@db.invalid/stv3")]).await?;
+    create_secret(
+        client,
+        n,
+        "db",
+        &[("url", stv3_e2e::external_database_url()?.as_str())],
+    )
+    .await?;
     let op = OperatorProcess::start(&OperatorOptions::in_namespace(n, "drain"))?;
     let mut two = cell("b");
     two["yagiReplicas"] = json!(2);
@@ -302,7 +308,13 @@ async fn a_secret_or_config_map_that_appears_or_changes_is_noticed_in_seconds() 
         &[("username", "u"), ("password", "one")],
     )
     .await?;
-    create_secret(&client, &n, "db", &[("url", "mysql://u:p@db.invalid/stv3")]).await?;
+    create_secret(
+        &client,
+        &n,
+        "db",
+        &[("url", stv3_e2e::external_database_url()?.as_str())],
+    )
+    .await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
     cms.create(
         &PostParams::default(),
@@ -470,7 +482,13 @@ async fn kubectl_get_shows_a_truthful_ready_during_a_rollout() -> Result<()> {
     let ns = TestNamespace::create(&client, "ready").await?;
     let n = ns.name.clone();
     create_secret(&client, &n, "rmq", &[("username", "u"), ("password", "p")]).await?;
-    create_secret(&client, &n, "db", &[("url", "mysql://u:p@db.invalid/stv3")]).await?;
+    create_secret(
+        &client,
+        &n,
+        "db",
+        &[("url", stv3_e2e::external_database_url()?.as_str())],
+    )
+    .await?;
     let op = OperatorProcess::start(&OperatorOptions::in_namespace(&n, "ready"))?;
     create_region(
         &client,
@@ -592,7 +610,7 @@ async fn an_operator_watches_the_namespaces_of_its_list_and_no_other() -> Result
             &client,
             &ns.name,
             "db",
-            &[("url", "mysql://u:p@db.invalid/stv3")],
+            &[("url", stv3_e2e::external_database_url()?.as_str())],
         )
         .await?;
         create_region(

@@ -56,7 +56,7 @@ async fn backlog_scaling_uses_keda_only_when_installed() -> Result<()> {
         &n,
         "db",
         &[
-            ("url", "mysql://u:p@db.invalid/stv3"),
+            ("url", stv3_e2e::external_database_url()?.as_str()),
             ("keda-connection-string", "u:p@tcp(db.invalid:3306)/stv3"),
         ],
     )

@@ -32,7 +32,13 @@ async fn one_of_two_operators_leads_and_the_other_takes_over() -> Result<()> {
     let ns = TestNamespace::create(&client, "leader").await?;
     let n = ns.name.clone();
     create_secret(&client, &n, "rmq", &[("username", "u"), ("password", "p")]).await?;
-    create_secret(&client, &n, "db", &[("url", "mysql://u:p@db.invalid/stv3")]).await?;
+    create_secret(
+        &client,
+        &n,
+        "db",
+        &[("url", stv3_e2e::external_database_url()?.as_str())],
+    )
+    .await?;
 
     let start = |name: &str| {
         let mut o = OperatorOptions::in_namespace(&n, name);

@@ -45,7 +45,13 @@ async fn migration_completes_before_the_components_roll() -> Result<()> {
     let ns = TestNamespace::create(&client, "rollout").await?;
     let n = ns.name.clone();
     create_secret(&client, &n, "rmq", &[("username", "u"), ("password", "p")]).await?;
-    create_secret(&client, &n, "db", &[("url", "mysql://u:p@db.invalid/stv3")]).await?;
+    create_secret(
+        &client,
+        &n,
+        "db",
+        &[("url", stv3_e2e::external_database_url()?.as_str())],
+    )
+    .await?;
     let op = OperatorProcess::start(&OperatorOptions::in_namespace(&n, "rollout"))?;
 
     let regions: Api<StackTachRegion> = Api::namespaced(client.clone(), &n);

@@ -9,7 +9,8 @@
 //! image); streams fire and expire and the usage handler's events appear. Then day-2
 //! changes and faults, each checked against every other pod of the region: a cell
 //! added and removed, a yagi pod and the database pod deleted mid-publish, a cell whose
-//! Secret is missing, triggers changed (and broken), and a new image tag.
+//! Secret is missing, a RabbitMQ password rotated, a cell behind mutual TLS with a CA
+//! the test makes, triggers changed (and broken), and a new image tag.
 //!
 //! One scenario in order (each step builds on the last); about ten minutes.
 
@@ -18,9 +19,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use operator::crd::StackTachRegion;
@@ -351,6 +352,334 @@ fn cell_condition(r: &StackTachRegion, cell: &str) -> Option<(String, String, St
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// A certificate and its key, PEM.
+struct Issued {
+    cert: String,
+    key: String,
+}
+
+/// A CA the test makes, and the certificates it signs (the server's under one DNS
+/// name, the client's for mutual TLS).
+struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Result<TestCa> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let pem = params.self_signed(&key)?.pem();
+        Ok(TestCa { params, key, pem })
+    }
+
+    fn issue(&self, name: &str, usage: rcgen::ExtendedKeyUsagePurpose) -> Result<Issued> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        Ok(Issued {
+            cert: params.signed_by(&key, &issuer)?.pem(),
+            key: key.serialize_pem(),
+        })
+    }
+}
+
+/// Creates or replaces a Secret or ConfigMap from `object` (server-side apply).
+async fn put<K>(client: &Client, ns: &str, object: Value) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let name = object["metadata"]["name"]
+        .as_str()
+        .context("an object needs a name")?
+        .to_string();
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch(
+            &name,
+            &PatchParams::apply("stv3-e2e").force(),
+            &Patch::Apply(object),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether any pod matching `selector` logged `needle` (its current container).
+async fn pods_logged(client: &Client, ns: &str, selector: &str, needle: &str) -> Result<bool> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for pod in pods(client, ns, selector).await? {
+        let name = pod.metadata.name.unwrap_or_default();
+        let logs = api
+            .logs(&name, &kube::api::LogParams::default())
+            .await
+            .unwrap_or_default();
+        if logs.contains(needle) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A cell whose broker takes only TLS with client certificates, signed by a CA the
+/// test makes, and presents a certificate for a name the collectors do not dial
+/// (`serverName`). First the cell's CA bundle (a ConfigMap) holds another CA: the
+/// collectors refuse the broker ("UnknownIssuer") and store nothing of what is published
+/// meanwhile. Then the ConfigMap
+/// gets the right CA: the operator notices it, the collectors roll (the CA is in their
+/// pod template's hash), verify the broker, present their certificate, and the cell's
+/// notifications arrive once.
+async fn a_tls_cell_trusts_only_its_ca(s: &mut Scenario) -> Result<()> {
+    const SERVER_NAME: &str = "rabbit.cell5.stv3.test";
+    let ca = TestCa::new("stv3 e2e cell5 CA")?;
+    let other_ca = TestCa::new("stv3 e2e some other CA")?;
+    let server = ca.issue(SERVER_NAME, rcgen::ExtendedKeyUsagePurpose::ServerAuth)?;
+    let client_cert = ca.issue("yagi-cell5", rcgen::ExtendedKeyUsagePurpose::ClientAuth)?;
+    let c = &s.client;
+    let ns = s.ns.as_str();
+    put::<Secret>(
+        c,
+        ns,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "cell5-rabbitmq" },
+            "stringData": { "username": "stv3", "password": "e2e-cell5-secret" },
+        }),
+    )
+    .await?;
+    put::<Secret>(
+        c,
+        ns,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "cell5-broker-tls" },
+            "stringData": { "tls.crt": server.cert, "tls.key": server.key, "ca.crt": ca.pem },
+        }),
+    )
+    .await?;
+    put::<Secret>(
+        c,
+        ns,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": { "name": "cell5-client" },
+            "stringData": { "tls.crt": client_cert.cert, "tls.key": client_cert.key },
+        }),
+    )
+    .await?;
+    let ca_map = |pem: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "cell5-ca" },
+            "data": { "ca.crt": pem },
+        })
+    };
+    put::<ConfigMap>(c, ns, ca_map(&other_ca.pem)).await?;
+    let path = stv3_e2e::operator::workspace().join("e2e/fixtures/cell-rabbitmq-tls.yaml");
+    node::apply_yaml(ns, &std::fs::read_to_string(&path)?)?;
+    s.wait_rabbitmq("cell5").await?;
+
+    let mut cells = s
+        .region()
+        .await?
+        .spec
+        .cells
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cell5 = cell_spec("cell5", "rabbitmq-cell5");
+    cell5["rabbitmq"]["tls"] = json!(true);
+    cell5["rabbitmq"]["port"] = json!(5671);
+    cell5["rabbitmq"]["serverName"] = json!(SERVER_NAME);
+    cell5["rabbitmq"]["caBundle"] = json!({ "configMapRef": { "name": "cell5-ca" } });
+    cell5["rabbitmq"]["clientCertificate"] = json!({ "secretName": "cell5-client" });
+    cells.push(cell5);
+    s.patch_spec(json!({ "cells": cells })).await?;
+    let cell5_pods = format!("{REGION_PODS},stacktach.io/cell=cell5");
+    wait_for(
+        "cell5's collectors to refuse a broker their CA did not sign",
+        Duration::from_secs(120),
+        || async {
+            Ok(pods_logged(&s.client, &s.ns, &cell5_pods, "UnknownIssuer")
+                .await?
+                .then_some(()))
+        },
+    )
+    .await?;
+    // Published now, the notifications wait in the broker's queue: none may be stored
+    // while the collectors cannot verify it.
+    let stored_before = s.distilled_stored().await?;
+    s.publish("cell5", 8, 10).await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    ensure!(
+        s.distilled_stored().await? == stored_before,
+        "nothing arrives through a broker the collectors could not verify"
+    );
+
+    put::<ConfigMap>(&s.client, &s.ns, ca_map(&ca.pem)).await?;
+    s.wait_count("the TLS cell's events", Duration::from_secs(180))
+        .await?;
+    wait_pods_ready(&s.client, &s.ns, &cell5_pods, 1, Duration::from_secs(60)).await?;
+    ensure!(
+        !pods_logged(&s.client, &s.ns, &cell5_pods, "UnknownIssuer").await?,
+        "the rolled collectors trust the new CA"
+    );
+
+    cells.pop();
+    s.patch_spec(json!({ "cells": cells })).await?;
+    s.wait_ready(
+        "the region Ready again without cell5",
+        Duration::from_secs(90),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The distilled events' counts by type at the API `addr` (the usage handler's
+/// events left out: pipeline workers may add them at any time).
+async fn distilled_counts(addr: &str) -> Result<BTreeMap<String, u64>> {
+    let (code, body) = http_get(addr, "/v1/event_types").await?;
+    ensure!(code == 200, "GET /v1/event_types: {code} {body}");
+    let types: Vec<String> =
+        serde_json::from_str(&body).with_context(|| format!("event types: {body}"))?;
+    let mut out = BTreeMap::new();
+    for t in types
+        .into_iter()
+        .filter(|t| !HANDLER_EVENTS.contains(&t.as_str()))
+    {
+        let (code, body) = http_get(addr, &format!("/v1/events/count?event_name={t}")).await?;
+        ensure!(code == 200, "GET count of {t}: {code} {body}");
+        out.insert(t, quincy_count(&body)?);
+    }
+    Ok(out)
+}
+
+/// Backups as a platform team runs them: `database.managed.backup` makes a CronJob; a
+/// run (started by hand, as `kubectl create job --from=cronjob/...` does) writes a
+/// gzipped dump to the claim. A new region then gets the dump restored the way
+/// docs/operations.md shows, and its API serves the same counts as the original's.
+async fn a_backup_restores_into_a_new_region(s: &mut Scenario) -> Result<()> {
+    let pin = pin();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(s.client.clone(), &s.ns);
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": { "name": "real-dumps" },
+        "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } },
+    }))?;
+    pvcs.create(&PostParams::default(), &claim).await?;
+    s.patch_spec(json!({ "database": { "managed": { "backup": {
+        "schedule": "0 3 * * *", "retention": 2,
+        "target": { "persistentVolumeClaim": { "claimName": "real-dumps" } },
+    } } } }))
+    .await?;
+    let cron_jobs: Api<CronJob> = Api::namespaced(s.client.clone(), &s.ns);
+    let cron = wait_for("the backup CronJob", Duration::from_secs(30), || async {
+        cron_jobs
+            .get_opt(&format!("{REGION}-db-backup"))
+            .await
+            .map_err(Into::into)
+    })
+    .await?;
+    let original = distilled_counts(&s.api().await?).await?;
+    ensure!(!original.is_empty(), "the region has events to back up");
+
+    // Three runs with retention 2: the oldest dump goes.
+    let jobs: Api<Job> = Api::namespaced(s.client.clone(), &s.ns);
+    let template = cron.spec.job_template.clone();
+    for run in 1..=3 {
+        let name = format!("{REGION}-db-backup-manual-{run}");
+        let job = Job {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
+                ..Default::default()
+            },
+            spec: template.spec.clone(),
+            status: None,
+        };
+        jobs.create(&PostParams::default(), &job).await?;
+        let log = node::wait_job(&s.client, &s.ns, &name, Duration::from_secs(180)).await?;
+        ensure!(log.contains("wrote /backup/real-"), "the dump's log: {log}");
+        if run == 3 {
+            ensure!(
+                log.contains("removed /backup/real-"),
+                "retention 2 after 3 dumps: {log}"
+            );
+        }
+        // Dump file names have a one-second resolution.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+
+    let restored: StackTachRegion = serde_json::from_value(json!({
+        "apiVersion": "stacktach.io/v1alpha1", "kind": "StackTachRegion",
+        "metadata": { "name": "restored", "namespace": s.ns },
+        "spec": {
+            "cells": [{ "name": "cell1", "yagiReplicas": 0, "rabbitmq": { "host": "rabbitmq", "credentialsSecretRef": { "name": "cell1-rabbitmq" } } }],
+            "database": { "managed": { "image": node::MARIADB_IMAGE, "storageSize": "1Gi", "deletionPolicy": "Delete" } },
+            "pipelineWorkers": { "minReplicas": 1, "maxReplicas": 1 },
+            "pod": { "nodeSelector": pin["nodeSelector"], "tolerations": pin["tolerations"] },
+        }
+    }))?;
+    s.regions()
+        .create(&PostParams::default(), &restored)
+        .await?;
+    wait_for("the new region Ready", Duration::from_secs(300), || async {
+        let r = s.regions().get("restored").await?;
+        Ok(condition(&r, "Ready")
+            .is_some_and(|(st, _, _)| st == "True")
+            .then_some(()))
+    })
+    .await?;
+
+    // The restore of docs/operations.md: the newest dump, piped into the new region's
+    // database with its root password, from the database image.
+    let restore = format!(
+        "set -euo pipefail; f=$(ls -1 /backup/real-*.sql.gz | sort | tail -n 1); \
+         echo \"restoring $f\"; gunzip -c \"$f\" | mariadb --host=restored-db-0.restored-db.{ns}.svc --user=root; \
+         echo restored",
+        ns = s.ns
+    );
+    let mut spec = pin.clone();
+    spec["restartPolicy"] = json!("Never");
+    spec["securityContext"] =
+        json!({ "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999, "runAsNonRoot": true });
+    spec["volumes"] =
+        json!([{ "name": "backup", "persistentVolumeClaim": { "claimName": "real-dumps" } }]);
+    spec["containers"] = json!([{
+        "name": "restore", "image": node::MARIADB_IMAGE, "imagePullPolicy": "IfNotPresent",
+        "command": ["bash", "-c", restore],
+        "env": [{ "name": "MYSQL_PWD", "valueFrom": { "secretKeyRef": { "name": "restored-db", "key": "root-password" } } }],
+        "volumeMounts": [{ "name": "backup", "mountPath": "/backup", "readOnly": true }],
+    }]);
+    let job: Job = serde_json::from_value(json!({
+        "metadata": { "name": "restore-real" },
+        "spec": { "backoffLimit": 0, "template": { "spec": spec } },
+    }))?;
+    jobs.create(&PostParams::default(), &job).await?;
+    let log = node::wait_job(&s.client, &s.ns, "restore-real", Duration::from_secs(180)).await?;
+    ensure!(log.contains("restored"), "the restore's log: {log}");
+
+    let addr = node::service_addr(&s.client, &s.ns, "restored-api").await?;
+    let counts = distilled_counts(&addr).await?;
+    ensure!(
+        counts == original,
+        "the restored region serves other counts:\n  original {original:?}\n  restored {counts:?}"
+    );
+    Ok(())
+}
+
 /// Deployments' pod-template images, by name.
 async fn deployment_images(client: &Client, ns: &str) -> Result<BTreeMap<String, String>> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
@@ -424,8 +753,10 @@ async fn run(s: &mut Scenario) -> Result<()> {
     a_cell_added_and_removed_touches_no_other_pod(s).await?;
     a_cell_without_its_secret_says_so_and_the_others_run(s).await?;
     a_rotated_rabbitmq_password_reaches_the_collectors_and_loses_nothing(s).await?;
+    a_tls_cell_trusts_only_its_ca(s).await?;
     triggers_roll_only_their_readers_and_a_broken_file_rolls_nothing(s).await?;
     a_new_image_migrates_then_rolls(s).await?;
+    a_backup_restores_into_a_new_region(s).await?;
     Ok(())
 }
 

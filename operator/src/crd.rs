@@ -204,8 +204,9 @@ pub struct Cell {
 }
 
 /// A RabbitMQ endpoint. Credentials are never written here: they come from a Secret.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.tls || (!has(self.caBundle) && !has(self.clientCertificate) && !has(self.serverName))").message("caBundle, clientCertificate and serverName need tls: true"))]
 pub struct RabbitMq {
     /// The broker's host name or IP address.
     #[schemars(length(min = 1, max = 253))]
@@ -227,6 +228,62 @@ pub struct RabbitMq {
     /// The Secret (in the region's namespace) holding the user name and password; they
     /// reach the collector only as environment variables.
     pub credentials_secret_ref: CredentialsSecretRef,
+
+    /// The CA certificates (PEM) the broker's certificate is verified against, in
+    /// addition to the image's trust store: the usual case for a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundle>,
+
+    /// A client certificate for brokers that ask for one (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
+
+    /// The name the broker's certificate is verified against (and sent as SNI), when
+    /// it is not `host`: say the certificate names `rabbit.cell1.example` and the
+    /// collectors dial a Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub server_name: Option<String>,
+}
+
+/// Where a CA bundle is: a key of a ConfigMap or of a Secret. Set exactly one.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.secretRef)").message("set exactly one of configMapRef or secretRef"))]
+pub struct CaBundle {
+    /// A key of a ConfigMap holding PEM certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<BundleKeyRef>,
+    /// A key of a Secret holding PEM certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<BundleKeyRef>,
+}
+
+/// A key of a ConfigMap or Secret in the region's namespace holding PEM certificates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleKeyRef {
+    /// The object's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key (default `ca.crt`, as cert-manager and trust-manager write it).
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_string()
+}
+
+/// A client certificate and key from a Secret of type `kubernetes.io/tls` (keys
+/// `tls.crt` and `tls.key`, as cert-manager writes them).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificate {
+    /// The Secret's name, in the region's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
 }
 
 /// A reference to a Secret holding a user name and a password.
@@ -513,6 +570,56 @@ pub struct ManagedDatabase {
     /// `Delete` deletes both. Never one without the other.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Scheduled logical dumps of the database (none when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<DatabaseBackup>,
+}
+
+/// Logical dumps on a schedule, run as a CronJob with the database's own image (its
+/// `mariadb-dump`/`mysqldump`): one gzipped SQL file per run, consistent without
+/// locking (`--single-transaction`), restorable into any region (docs/operations.md).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseBackup {
+    /// When to dump, in cron syntax (`0 3 * * *`: at 03:00 every day), in `timeZone`.
+    #[schemars(length(min = 9, max = 100))]
+    pub schedule: String,
+    /// The time zone of `schedule` (an IANA name such as `Etc/UTC`; the controller
+    /// manager's when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// How many dumps to keep: after each successful dump the oldest beyond this go.
+    #[serde(default = "default_backup_retention")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub retention: i32,
+    /// Stop scheduling dumps, keeping the schedule and the dumps.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Where the dumps are written.
+    pub target: BackupTarget,
+}
+
+fn default_backup_retention() -> i32 {
+    7
+}
+
+/// Where dumps go.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupTarget {
+    /// A PersistentVolumeClaim in the region's namespace, created by you (so that it
+    /// outlives the region and its deletion policy): dumps are files at its root,
+    /// `<region>-<UTC time>.sql.gz`.
+    pub persistent_volume_claim: BackupClaim,
+}
+
+/// A PersistentVolumeClaim by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupClaim {
+    /// The claim's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
 }
 
 /// What is kept of a managed database when it goes.

@@ -5,6 +5,7 @@
 //! autoscaling with KEDA ([`keda`]), leader election ([`leader`]) and the operator's
 //! metrics and probes ([`observe`]).
 
+pub mod broker_tls;
 pub mod config_check;
 pub mod crd;
 pub mod desired;
@@ -128,6 +129,46 @@ pub struct Context {
     pub recorder: kube::runtime::events::Recorder,
     /// Counts and times reconciles.
     pub metrics: observe::Metrics,
+    /// The last probe of each region's external database (see
+    /// `reconcile::database`): a reconcile reuses a recent one instead of connecting.
+    pub database_probes: DatabaseProbes,
+}
+
+/// One probe: when, of which URL (a fingerprint), and what it found.
+type Probe = (std::time::Instant, String, status::ConditionUpdate);
+
+/// Recent external-database probes by region (`<namespace>/<name>`), each with a
+/// fingerprint of the URL it probed (a changed URL is probed again at once).
+#[derive(Clone, Default)]
+pub struct DatabaseProbes {
+    last: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Probe>>>,
+}
+
+impl DatabaseProbes {
+    /// The probe of `region` for `fingerprint`, if younger than `ttl`.
+    pub fn fresh(
+        &self,
+        region: &str,
+        fingerprint: &str,
+        ttl: std::time::Duration,
+    ) -> Option<status::ConditionUpdate> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.get(region)
+            .filter(|(at, f, _)| f == fingerprint && at.elapsed() < ttl)
+            .map(|(_, _, u)| u.clone())
+    }
+
+    /// Records a probe.
+    pub fn record(&self, region: String, fingerprint: String, update: status::ConditionUpdate) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.insert(region, (std::time::Instant::now(), fingerprint, update));
+    }
+
+    /// Forgets a deleted region.
+    pub fn forget(&self, region: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.remove(region);
+    }
 }
 
 /// The file `crdgen` writes and `crds/` holds, relative to the workspace root.

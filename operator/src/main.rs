@@ -253,6 +253,7 @@ async fn run() -> anyhow::Result<ExitCode> {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
+        database_probes: Default::default(),
     });
     let controllers: Vec<_> = match &namespaces {
         None => {

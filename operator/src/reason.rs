@@ -42,8 +42,12 @@ reasons! {
     MySQLReady,
     /// The managed MySQL's pod is not ready yet.
     MySQLStarting,
-    /// The external database's URL Secret and key exist.
-    ExternalSecretFound,
+    /// The external database answered and its schema is migrated.
+    ExternalSchemaMigrated,
+    /// The external database answered, and no migration has been applied to it.
+    ExternalSchemaNotMigrated,
+    /// The external database did not answer (or refused the credentials).
+    ExternalUnreachable,
     /// The external database's URL Secret or key is missing.
     ExternalSecretMissing,
     // ReconciliationPaused
@@ -67,6 +71,8 @@ reasons! {
     CredentialsSecretMissing,
     /// A cell's credentials Secret lacks a key.
     CredentialsKeyMissing,
+    /// A TLS cell's CA bundle or client certificate is missing.
+    TlsMaterialMissing,
     // Progressing
     /// Every component runs the current spec.
     RolledOut,

@@ -275,6 +275,7 @@ fn resolved(secrets: &[Secret]) -> Resolved {
             .iter()
             .map(|s| (s.metadata.name.clone().unwrap(), s.clone()))
             .collect(),
+        ca_bundles: BTreeMap::new(),
     }
 }
 

@@ -99,6 +99,22 @@ fn everything() -> StackTachRegion {
     });
     cell["resources"] = json!({ "requests": { "cpu": "300m" } });
     r.spec.cells[1] = serde_json::from_value(cell).unwrap();
+    // Broker TLS on the last cell: a CA from a ConfigMap, a client certificate, a name.
+    let last = r.spec.cells.len() - 1;
+    let mut cell = serde_json::to_value(&r.spec.cells[last]).unwrap();
+    cell["rabbitmq"]["tls"] = json!(true);
+    cell["rabbitmq"]["port"] = json!(5671);
+    cell["rabbitmq"]["serverName"] = json!("rabbit.example");
+    cell["rabbitmq"]["caBundle"] = json!({ "configMapRef": { "name": "ca" } });
+    cell["rabbitmq"]["clientCertificate"] = json!({ "secretName": "client-tls" });
+    r.spec.cells[last] = serde_json::from_value(cell).unwrap();
+    if let Some(m) = r.spec.database.managed.as_mut() {
+        m.backup = serde_json::from_value(json!({
+            "schedule": "30 2 * * *", "timeZone": "Etc/UTC", "retention": 14,
+            "target": { "persistentVolumeClaim": { "claimName": "dumps" } },
+        }))
+        .unwrap();
+    }
     r
 }
 
@@ -139,6 +155,7 @@ fn objects(r: &StackTachRegion) -> BTreeMap<String, Value> {
     let resolved = Resolved {
         region_config: region_config_data(r, &files),
         secrets,
+        ca_bundles: BTreeMap::from([("ca/ca.crt".to_string(), "PEM".to_string())]),
     };
     let mut out = BTreeMap::new();
     out.insert(
@@ -166,6 +183,9 @@ fn objects(r: &StackTachRegion) -> BTreeMap<String, Value> {
         "pipeline_worker_deployment".into(),
         v(pipeline_worker_deployment(r, &resolved).unwrap()),
     );
+    if let Some(c) = backup_cron_job(r).unwrap() {
+        out.insert("backup_cron_job".into(), v(c));
+    }
     out.insert(
         "pipeline_worker_hpa".into(),
         v(pipeline_worker_hpa(r).unwrap()),

@@ -3,6 +3,9 @@
 # RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS (the official image's names), allowed
 # in from anywhere; logs on standard output. RABBITMQ_NODE_PORT and RABBITMQ_DIST_PORT
 # move the ports (the smoke tests run it on the host network, beside the host's broker).
+# RABBITMQ_SSL_CERTFILE, RABBITMQ_SSL_KEYFILE and RABBITMQ_SSL_CACERTFILE add a TLS
+# listener on RABBITMQ_SSL_PORT (5671) beside the plain one; RABBITMQ_SSL_VERIFY_PEER=true
+# makes it refuse clients without a certificate that CA signed (mutual TLS).
 set -euo pipefail
 log() { printf '[stv3-e2e-rabbitmq] %s\n' "$*" >&2; }
 [[ -n ${RABBITMQ_DEFAULT_USER:-} && -n ${RABBITMQ_DEFAULT_PASS:-} ]] \
@@ -28,5 +31,20 @@ log.console = true
 log.console.level = warning
 log.file = false
 CONF
+if [[ -n ${RABBITMQ_SSL_CERTFILE:-} ]]; then
+  [[ -r $RABBITMQ_SSL_CERTFILE && -r ${RABBITMQ_SSL_KEYFILE:-} && -r ${RABBITMQ_SSL_CACERTFILE:-} ]] \
+    || { log "RABBITMQ_SSL_CERTFILE, RABBITMQ_SSL_KEYFILE and RABBITMQ_SSL_CACERTFILE must be readable files"; exit 1; }
+  verify=verify_none fail=false
+  if [[ ${RABBITMQ_SSL_VERIFY_PEER:-false} == true ]]; then verify=verify_peer fail=true; fi
+  cat >>"$RABBITMQ_CONFIG_FILE.conf" <<CONF
+listeners.ssl.default = ${RABBITMQ_SSL_PORT:-5671}
+ssl_options.cacertfile = $RABBITMQ_SSL_CACERTFILE
+ssl_options.certfile = $RABBITMQ_SSL_CERTFILE
+ssl_options.keyfile = $RABBITMQ_SSL_KEYFILE
+ssl_options.verify = $verify
+ssl_options.fail_if_no_peer_cert = $fail
+CONF
+  log "TLS on port ${RABBITMQ_SSL_PORT:-5671} ($verify)"
+fi
 log "starting $RABBITMQ_NODENAME on port ${RABBITMQ_NODE_PORT:-5672} for user $RABBITMQ_DEFAULT_USER"
 exec /usr/lib/rabbitmq/bin/rabbitmq-server

@@ -120,7 +120,7 @@ pub fn render_yagi_conf(cell: &Cell) -> String {
         "# Rendered by stv3-operator for cell {name}. The RabbitMQ user and password come\n\
          # from ${ENV_AMQP_USER} and ${ENV_AMQP_PASSWORD}.\n\
          [global]\nupdate_timer = 10\n\n\
-         [rabbit_broker]\nhost = {host}\nport = {port}\nvhost = {vhost}\nssl = {ssl}\npoll_delay = 0.5\n\n\
+         [rabbit_broker]\nhost = {host}\nport = {port}\nvhost = {vhost}\nssl = {ssl}\npoll_delay = 0.5\n{tls}\n\
          [consumers]\nqueues = {queues}\n\n\
          [winchester]\nconfig_file = {REGION_CONFIG_DIR}/winchester.yaml\n",
         name = cell.name,
@@ -128,6 +128,7 @@ pub fn render_yagi_conf(cell: &Cell) -> String {
         port = r.port,
         vhost = r.vhost,
         ssl = py_bool(r.tls),
+        tls = crate::broker_tls::yagi_conf_lines(r),
         queues = cell
             .queues
             .iter()

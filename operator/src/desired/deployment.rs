@@ -107,7 +107,17 @@ pub fn cell_deployment(
         });
         mounts.push(mount("shoebox", &s.path, false));
     }
-    let hash = config_hash([region_config, &super::cell_config_data(cell)]);
+    volumes.extend(crate::broker_tls::volumes(cell));
+    mounts.extend(crate::broker_tls::mounts(cell));
+    // The CA bundle joins the hash only when there is one: a cell without TLS keeps the
+    // hash it had (an operator upgrade rolls no collector).
+    let cell_config = super::cell_config_data(cell);
+    let ca = crate::broker_tls::ca_hash_input(&resolved.ca_bundles, cell);
+    let mut hashed = vec![region_config, &cell_config];
+    if !ca.is_empty() {
+        hashed.push(&ca);
+    }
+    let hash = config_hash(hashed);
     let secrets = secrets_hash(
         &resolved.secrets,
         &secret_uses(region, Component::Yagi, Some(cell)),

@@ -17,6 +17,9 @@ pub struct Resolved {
     pub region_config: BTreeMap<String, String>,
     /// The referenced Secrets ([`referenced_secrets`]) that exist.
     pub secrets: BTreeMap<String, Secret>,
+    /// The cells' CA bundles kept in ConfigMaps
+    /// ([`crate::broker_tls::read_ca_config_maps`]).
+    pub ca_bundles: BTreeMap<String, String>,
 }
 
 impl Resolved {
@@ -25,6 +28,7 @@ impl Resolved {
         Resolved {
             region_config,
             secrets: BTreeMap::new(),
+            ca_bundles: BTreeMap::new(),
         }
     }
 }
@@ -60,6 +64,9 @@ pub fn secret_uses(
                 let c = &cell.rabbitmq.credentials_secret_ref;
                 uses.push(secret_use(&c.name, &c.username_key));
                 uses.push(secret_use(&c.name, &c.password_key));
+                for (name, key) in crate::broker_tls::secret_keys(cell) {
+                    uses.push(secret_use(&name, &key));
+                }
             }
         }
         Component::PipelineWorker => {
@@ -72,7 +79,7 @@ pub fn secret_uses(
                 uses.push(secret_use(&t.name, &t.key));
             }
         }
-        Component::Database | Component::Migration | Component::Config => {}
+        Component::Database | Component::Migration | Component::Backup | Component::Config => {}
     }
     uses
 }
@@ -95,7 +102,7 @@ pub fn referenced_secrets(region: &StackTachRegion) -> BTreeSet<String> {
     names
 }
 
-/// Every ConfigMap the region's config files reference, by name.
+/// Every ConfigMap the region's config files and cells' CA bundles reference, by name.
 pub fn referenced_config_maps(region: &StackTachRegion) -> BTreeSet<String> {
     let c = &region.spec.config;
     [&c.event_definitions, &c.triggers, &c.pipelines]
@@ -103,6 +110,14 @@ pub fn referenced_config_maps(region: &StackTachRegion) -> BTreeSet<String> {
         .flatten()
         .filter_map(|src| src.config_map_ref.as_ref())
         .map(|r| r.name.clone())
+        .chain(
+            region
+                .spec
+                .cells
+                .iter()
+                .filter_map(crate::broker_tls::config_map_key)
+                .map(|(name, _)| name.to_string()),
+        )
         .collect()
 }
 

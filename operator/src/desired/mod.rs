@@ -20,6 +20,7 @@
 
 mod autoscaler;
 mod configmap;
+mod cronjob;
 mod deployment;
 mod inputs;
 mod job;
@@ -42,6 +43,7 @@ pub use configmap::{
     cell_config_data, cell_config_map, region_config_data, region_config_map,
     render_winchester_yaml, render_yagi_conf,
 };
+pub use cronjob::{backup_cron_job, backup_cron_job_name, BACKUP_DIR};
 pub use deployment::{
     api_deployment, cell_deployment, pipeline_worker_deployment, API_CONTAINER_PORT,
 };
@@ -101,6 +103,8 @@ pub enum Component {
     Database,
     /// The schema-migration Job.
     Migration,
+    /// The managed database's scheduled dumps.
+    Backup,
     /// The region-wide configuration.
     Config,
 }
@@ -118,6 +122,7 @@ impl Component {
             Component::Api => Some(("50m", "64Mi")),
             Component::Database => Some(("250m", "256Mi")),
             Component::Migration => Some(("50m", "32Mi")),
+            Component::Backup => Some(("100m", "64Mi")),
             Component::Config => None,
         }
     }
@@ -130,6 +135,7 @@ impl Component {
             Component::Api => "api",
             Component::Database => "database",
             Component::Migration => "migration",
+            Component::Backup => "backup",
             Component::Config => "config",
         }
     }
@@ -234,7 +240,7 @@ pub fn image(region: &StackTachRegion, component: Component) -> (String, PullPol
         Component::PipelineWorker => images.pipeline_worker.as_ref(),
         Component::Api => images.api.as_ref(),
         Component::Migration => images.migration.as_ref(),
-        Component::Database | Component::Config => None,
+        Component::Database | Component::Backup | Component::Config => None,
     }
     .unwrap_or(&none);
     let repo = o.repository.as_deref().unwrap_or(&images.repository);

@@ -42,15 +42,24 @@ pub(super) async fn read_secrets(
 }
 
 /// What keeps cells from running that their Deployments do not show: a credentials
-/// Secret that does not exist or lacks a key. By cell name; cells without a problem
+/// Secret that does not exist or lacks a key, or a TLS cell's CA bundle or client
+/// certificate missing. By cell name; cells without a problem
 /// are absent.
 pub(super) fn cell_credential_problems(
     ns: &str,
     region: &StackTachRegion,
     found: &BTreeMap<String, Secret>,
+    ca_bundles: &BTreeMap<String, String>,
 ) -> BTreeMap<String, ConditionUpdate> {
     let mut problems = BTreeMap::new();
     for cell in &region.spec.cells {
+        if let Some(message) = crate::broker_tls::missing_material(ns, cell, found, ca_bundles) {
+            problems.insert(
+                cell.name.clone(),
+                ConditionUpdate::no(types::READY, Reason::TlsMaterialMissing, message),
+            );
+            continue;
+        }
         let r = &cell.rabbitmq.credentials_secret_ref;
         let update = match found.get(&r.name) {
             Some(secret) => {

@@ -1,6 +1,8 @@
 //! The database step: the managed MySQL (its Secret, Service, StatefulSet and volume)
 //! or the external database's URL Secret, and `DatabaseReady`.
 
+use std::time::Duration;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -36,7 +38,7 @@ pub(super) async fn reconcile_database(
     let name = desired::database_name(region);
     let Some(managed) = &region.spec.database.managed else {
         prune_managed_database(ctx, ns, region).await?;
-        return Ok((external_database_ready(&secrets, region).await?, None));
+        return Ok((external_database_ready(ctx, &secrets, region).await?, None));
     };
     match secrets.get_opt(&name).await? {
         None => {
@@ -196,30 +198,108 @@ pub fn quantity_bytes(q: &str) -> Option<f64> {
     Some(n * factor)
 }
 
-/// `DatabaseReady` of an external database: its URL Secret and key exist.
+/// How long a probe of an external database stands for the next reconciles: a region
+/// reconciled often (its pods changing) connects at most once a minute.
+const PROBE_TTL: Duration = Duration::from_secs(60);
+/// How long a probe may take before the database counts as unreachable: a reconcile
+/// waits at most this for it.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `DatabaseReady` of an external database: the URL Secret and key exist, the database
+/// answers with those credentials, and its schema is migrated. The probe (one
+/// connection, one query) is reused for [`PROBE_TTL`] unless the URL changed.
 async fn external_database_ready(
+    ctx: &Context,
     secrets: &Api<Secret>,
     region: &StackTachRegion,
 ) -> Result<ConditionUpdate> {
     let (name, key) = desired::database_url_secret(region);
-    let has_key = secrets
+    let url = secrets
         .get_opt(&name)
         .await?
         .and_then(|s| s.data)
-        .is_some_and(|d| d.contains_key(&key));
-    Ok(if has_key {
-        ConditionUpdate::yes(
-            types::DATABASE_READY,
-            Reason::ExternalSecretFound,
-            format!("the URL is in Secret {name}"),
-        )
-    } else {
-        ConditionUpdate::no(
+        .and_then(|d| {
+            d.get(&key)
+                .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
+        });
+    let Some(url) = url else {
+        return Ok(ConditionUpdate::no(
             types::DATABASE_READY,
             Reason::ExternalSecretMissing,
             format!("Secret {name} with key {key:?} not found: create it with the database URL"),
-        )
-    })
+        ));
+    };
+    let region_key = format!(
+        "{}/{}",
+        region.namespace().unwrap_or_default(),
+        region.name_any()
+    );
+    let fingerprint = desired::config_hash([&std::collections::BTreeMap::from([(
+        "url".to_string(),
+        url.clone(),
+    )])]);
+    if let Some(known) = ctx
+        .database_probes
+        .fresh(&region_key, &fingerprint, PROBE_TTL)
+    {
+        return Ok(known);
+    }
+    let update = probe_external(&url, &name).await;
+    ctx.database_probes
+        .record(region_key, fingerprint, update.clone());
+    Ok(update)
+}
+
+/// One connection to `url` and its schema version, as a `DatabaseReady` update. The
+/// URL is named only redacted (no password).
+async fn probe_external(url: &str, secret: &str) -> ConditionUpdate {
+    use worker::store;
+    let shown = store::redact_url(url);
+    if !url.starts_with("mysql") {
+        return ConditionUpdate::no(
+            types::DATABASE_READY,
+            Reason::ExternalUnreachable,
+            format!("{shown} (from Secret {secret}) is not a MySQL/MariaDB URL (mysql://…)"),
+        );
+    }
+    let probe = async {
+        let s = store::open(url).await?;
+        s.schema_status().await
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(st)) => match st.applied {
+            Some(v) => ConditionUpdate::yes(
+                types::DATABASE_READY,
+                Reason::ExternalSchemaMigrated,
+                format!(
+                    "{shown} (from Secret {secret}) answers; schema version {v} \
+                     (this operator's newest: {})",
+                    st.latest
+                ),
+            ),
+            None => ConditionUpdate::no(
+                types::DATABASE_READY,
+                Reason::ExternalSchemaNotMigrated,
+                format!(
+                    "{shown} answers but no migration was ever applied: the migration Job \
+                     (stv3 db upgrade) migrates it"
+                ),
+            ),
+        },
+        Ok(Err(e)) => ConditionUpdate::no(
+            types::DATABASE_READY,
+            Reason::ExternalUnreachable,
+            format!("{shown} (from Secret {secret}): {e}"),
+        ),
+        Err(_) => ConditionUpdate::no(
+            types::DATABASE_READY,
+            Reason::ExternalUnreachable,
+            format!(
+                "{shown} (from Secret {secret}) did not answer within {} s",
+                PROBE_TIMEOUT.as_secs()
+            ),
+        ),
+    }
 }
 
 /// After a switch from a managed to an external database: the StatefulSet and its

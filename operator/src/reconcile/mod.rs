@@ -11,6 +11,7 @@
 //! named for it and sets the conditions it decides on the status draft (`report.rs`).
 
 mod autoscaling;
+mod backup;
 mod cells;
 mod config;
 mod database;
@@ -35,6 +36,7 @@ use serde::Serialize;
 
 pub use database::quantity_bytes;
 
+use crate::broker_tls;
 use crate::crd::StackTachRegion;
 use crate::desired::{self, FIELD_MANAGER};
 use crate::status::{self, types, ConditionUpdate, Reason};
@@ -81,6 +83,8 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     if region.metadata.deletion_timestamp.is_some() {
         // Being deleted: the garbage collector removes what it owned.
         ctx.metrics.forget_region(&ns, &region.name_any());
+        ctx.database_probes
+            .forget(&format!("{ns}/{}", region.name_any()));
         return Ok(Action::await_change());
     }
     let mut draft = Draft::new(region, Time(Timestamp::now()));
@@ -114,12 +118,18 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     // A new version migrates the schema before anything rolls to it.
     let gate = migration::migrate(ctx, &ns, region, &mut draft.status).await?;
 
-    // The Secrets the pods read, once: their hash rolls pods, and cells check them.
+    // The Secrets the pods read, once: their hash rolls pods, and cells check them;
+    // the same for the CA bundles TLS cells keep in ConfigMaps.
     let secrets = cells::read_secrets(ctx, &ns, region).await?;
+    let ca_bundles = broker_tls::read_ca_config_maps(
+        &Api::namespaced(ctx.client.clone(), &ns),
+        &region.spec.cells,
+    )
+    .await?;
 
     // The Deployments: applied, or while migrating only read, so nothing rolls early.
     let running = if gate.is_open() {
-        workloads::apply_workloads(ctx, &ns, region, &files, &secrets).await?
+        workloads::apply_workloads(ctx, &ns, region, &files, &secrets, &ca_bundles).await?
     } else {
         workloads::read_workloads(ctx, &ns, region).await?
     };
@@ -131,9 +141,10 @@ async fn reconcile_region(region: &StackTachRegion, ctx: &Context) -> Result<Act
     cells::prune_removed_cells(ctx, &ns, region).await?;
     disruption_budgets::reconcile_disruption_budgets(ctx, &ns, region).await?;
     monitoring::reconcile_monitoring(ctx, &ns, region).await?;
+    backup::reconcile_backup(ctx, &ns, region).await?;
 
     // The verdict: cells, Ready, Progressing, Degraded, from what the steps found.
-    let cell_credentials = cells::cell_credential_problems(&ns, region, &secrets);
+    let cell_credentials = cells::cell_credential_problems(&ns, region, &secrets, &ca_bundles);
     readiness::conclude(
         ctx,
         region,

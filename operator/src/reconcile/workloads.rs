@@ -34,10 +34,12 @@ pub(super) async fn apply_workloads(
     region: &StackTachRegion,
     files: &ConfigFiles,
     secrets: &BTreeMap<String, Secret>,
+    ca_bundles: &BTreeMap<String, String>,
 ) -> Result<Running> {
     let resolved = Resolved {
         region_config: desired::region_config_data(region, files),
         secrets: secrets.clone(),
+        ca_bundles: ca_bundles.clone(),
     };
     apply(ctx, ns, &desired::region_config_map(region, files)?).await?;
     // Cells are independent: apply them a few at a time (a 100-cell region is

@@ -487,6 +487,10 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.migrate().await
     }
 
+    async fn schema_status(&self) -> Result<super::SchemaStatus, StoreError> {
+        self.backend.schema_status().await
+    }
+
     async fn ingest(
         &self,
         events: &[Event],

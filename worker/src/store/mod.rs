@@ -441,6 +441,11 @@ pub trait Store: Send + Sync {
     /// Applies pending schema migrations (idempotent).
     async fn migrate(&self) -> Result<(), StoreError>;
 
+    /// Which migration the database has applied, against the newest this build knows:
+    /// what "the schema is migrated" means to a reader that must not migrate itself
+    /// (the operator, for an external database).
+    async fn schema_status(&self) -> Result<SchemaStatus, StoreError>;
+
     /// Stores a batch of events in one transaction: events whose message_id is
     /// already stored are skipped (counted as duplicates, not an error); every new
     /// event is routed by `rules` into its streams — joining the open stream of the
@@ -563,6 +568,23 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Arc<dyn Store>
             url: redact_url(url),
             reason: format!("unknown scheme {other:?} (use sqlite:// or mysql://)"),
         }),
+    }
+}
+
+/// A database's schema version against this build's newest migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The newest migration applied successfully (`None`: never migrated).
+    pub applied: Option<i64>,
+    /// The newest migration this build has.
+    pub latest: i64,
+}
+
+impl SchemaStatus {
+    /// Migrated to this build's schema or a newer one (a newer schema serves older
+    /// binaries: migrations only add).
+    pub fn is_current(&self) -> bool {
+        self.applied.is_some_and(|a| a >= self.latest)
     }
 }
 

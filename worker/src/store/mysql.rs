@@ -130,6 +130,27 @@ impl Backend for MySqlBackend {
             .await;
         result
     }
+
+    async fn schema_status(&self) -> Result<super::SchemaStatus, StoreError> {
+        let migrator = sqlx::migrate!("./migrations/mysql");
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let applied = if tables == 0 {
+            None
+        } else {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?
+        };
+        Ok(super::SchemaStatus { applied, latest })
+    }
 }
 
 impl SqlStore<MySqlBackend> {

@@ -254,6 +254,7 @@ pub trait Backend: Send + Sync + 'static {
     /// A connection for reads (no transaction).
     async fn read(&self) -> Result<Self::Conn, StoreError>;
     async fn migrate(&self) -> Result<(), StoreError>;
+    async fn schema_status(&self) -> Result<super::SchemaStatus, StoreError>;
 }
 
 /// How the message of an [`StoreError::Unavailable`] from a lost race (deadlock, lock

@@ -97,6 +97,26 @@ impl Backend for SqliteBackend {
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))
     }
+
+    async fn schema_status(&self) -> Result<super::SchemaStatus, StoreError> {
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let applied = if tables == 0 {
+            None
+        } else {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?
+        };
+        Ok(super::SchemaStatus { applied, latest })
+    }
 }
 
 impl SqlStore<SqliteBackend> {

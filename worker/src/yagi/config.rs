@@ -17,6 +17,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::amqp::{ClientIdentity, TlsOptions};
 use crate::notabene::AmqpParams;
 
 /// The original handler class names and the built-in apps they map to.
@@ -66,6 +67,21 @@ pub struct BrokerConfig {
     /// is less) and doubles up to it. The original's `max_wait` (the cap of its linear
     /// back-off) is accepted and not needed.
     pub reconnect_delay: Duration,
+    /// Where the TLS material is (`ssl_ca_file`, `ssl_cert_file`, `ssl_key_file`) and
+    /// the name to verify (`ssl_server_name`): extensions, for brokers behind a private
+    /// CA or asking for client certificates.
+    pub tls_files: TlsFiles,
+    /// The TLS material itself, read by [`load_yagi_config`] (empty after a bare parse).
+    pub tls: TlsOptions,
+}
+
+/// `[rabbit_broker]`'s TLS keys, paths resolved against yagi.conf's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
 }
 
 /// `[consumer:<queue>]`.
@@ -279,6 +295,10 @@ const KNOWN_BROKER: &[&str] = &[
     "ssl",
     "reconnect_delay",
     "max_wait",
+    "ssl_ca_file",
+    "ssl_cert_file",
+    "ssl_key_file",
+    "ssl_server_name",
 ];
 const KNOWN_CONSUMER: &[&str] = &[
     "apps",
@@ -307,7 +327,57 @@ pub fn load_yagi_config(path: &Path) -> Result<YagiConfig, ConfigError> {
     })?;
     let mut config = parse_yagi_config(&text, path)?;
     apply_credential_env(&mut config.broker.params, |name| std::env::var(name).ok());
+    config.broker.tls = load_tls(path, &config.broker.tls_files)?;
     Ok(config)
+}
+
+/// Reads the TLS files `[rabbit_broker]` names. Each must be PEM of the right kind:
+/// a swapped certificate and key is refused here, at start-up, not at the first
+/// handshake.
+fn load_tls(path: &Path, files: &TlsFiles) -> Result<TlsOptions, ConfigError> {
+    let read = |key: &str, file: &Path, marker: &str, what: &str| {
+        let err = |reason: String| ConfigError {
+            file: path.to_path_buf(),
+            section: Some("rabbit_broker".into()),
+            key: Some(key.into()),
+            reason,
+        };
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| err(format!("cannot read {}: {e}", file.display())))?;
+        if !text.contains(marker) {
+            return Err(err(format!(
+                "{} holds no PEM {what} (no \"{marker}\" line)",
+                file.display()
+            )));
+        }
+        Ok(text)
+    };
+    let ca_pem = match &files.ca_file {
+        Some(f) => Some(read(
+            "ssl_ca_file",
+            f,
+            "-----BEGIN CERTIFICATE-----",
+            "certificate",
+        )?),
+        None => None,
+    };
+    let client = match (&files.cert_file, &files.key_file) {
+        (Some(c), Some(k)) => Some(ClientIdentity {
+            cert_pem: read(
+                "ssl_cert_file",
+                c,
+                "-----BEGIN CERTIFICATE-----",
+                "certificate",
+            )?,
+            key_pem: read("ssl_key_file", k, "PRIVATE KEY-----", "private key")?,
+        }),
+        _ => None,
+    };
+    Ok(TlsOptions {
+        ca_pem,
+        client,
+        server_name: files.server_name.clone(),
+    })
 }
 
 /// RabbitMQ user name that replaces `[rabbit_broker] user` when set.
@@ -376,8 +446,36 @@ pub fn parse_yagi_config(text: &str, path: &Path) -> Result<YagiConfig, ConfigEr
     if params.host.trim().is_empty() {
         return Err(r.err(b, Some("host"), "empty host"));
     }
+    let optional = |key: &str| r.get(b, key).map(str::trim).filter(|v| !v.is_empty());
+    let tls_files = TlsFiles {
+        ca_file: optional("ssl_ca_file").map(|f| resolve_relative(path, f)),
+        cert_file: optional("ssl_cert_file").map(|f| resolve_relative(path, f)),
+        key_file: optional("ssl_key_file").map(|f| resolve_relative(path, f)),
+        server_name: optional("ssl_server_name").map(str::to_string),
+    };
+    if tls_files.cert_file.is_some() != tls_files.key_file.is_some() {
+        let key = if tls_files.cert_file.is_some() {
+            "ssl_key_file"
+        } else {
+            "ssl_cert_file"
+        };
+        return Err(r.err(
+            b,
+            Some(key),
+            "missing: a client certificate needs both ssl_cert_file and ssl_key_file",
+        ));
+    }
+    if !params.tls && tls_files != TlsFiles::default() {
+        return Err(r.err(
+            b,
+            Some("ssl"),
+            "ssl_ca_file, ssl_cert_file, ssl_key_file and ssl_server_name need ssl = True",
+        ));
+    }
     let broker = BrokerConfig {
         params,
+        tls_files,
+        tls: TlsOptions::default(),
         poll_delay: r.seconds(b, "poll_delay", 1.0)?,
         reconnect_delay: r
             .seconds(b, "reconnect_delay", 5.0)?
@@ -655,6 +753,66 @@ mod tests {
 
         let e = parse("[consumers\nqueues = x\n").unwrap_err();
         assert!(e.section.is_none());
+    }
+
+    #[test]
+    fn tls_keys_need_ssl_and_come_in_pairs() {
+        let base = "[consumers]\nqueues = a\n[consumer:a]\n\
+                    apps = winchester.yagi_handler.WinchesterHandler\n[rabbit_broker]\n";
+        let e = parse(&format!("{base}ssl_ca_file = /ca.pem\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("ssl"), "{e}");
+        let e = parse(&format!("{base}ssl = True\nssl_cert_file = /c.pem\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("ssl_key_file"), "{e}");
+        let c = parse(&format!(
+            "{base}ssl = True\nssl_ca_file = ca.pem\nssl_server_name = rabbit.cell1\n"
+        ))
+        .unwrap();
+        let f = &c.broker.tls_files;
+        assert_eq!(f.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(f.server_name.as_deref(), Some("rabbit.cell1"));
+        assert_eq!(c.broker.tls, TlsOptions::default(), "read only by load");
+    }
+
+    #[test]
+    fn tls_files_are_read_and_checked_at_load() {
+        let dir = std::env::temp_dir().join(format!("stv3-yagi-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+        std::fs::write(dir.join("ca.pem"), cert).unwrap();
+        std::fs::write(dir.join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.join("tls.key"), key).unwrap();
+        let conf = |cert: &str, key: &str| {
+            format!(
+                "[consumers]\nqueues = a\n[consumer:a]\n\
+                 apps = winchester.yagi_handler.WinchesterHandler\n[rabbit_broker]\n\
+                 ssl = True\nssl_ca_file = ca.pem\nssl_cert_file = {cert}\n\
+                 ssl_key_file = {key}\n"
+            )
+        };
+        let yagi = dir.join("yagi.conf");
+        std::fs::write(&yagi, conf("tls.crt", "tls.key")).unwrap();
+        let c = load_yagi_config(&yagi).unwrap();
+        assert_eq!(c.broker.tls.ca_pem.as_deref(), Some(cert));
+        let client = c.broker.tls.client.as_ref().unwrap();
+        assert_eq!(
+            (client.cert_pem.as_str(), client.key_pem.as_str()),
+            (cert, key)
+        );
+        assert!(
+            !format!("{:?}", c.broker.tls).contains("MIIE"),
+            "the key is never printed"
+        );
+
+        std::fs::write(&yagi, conf("tls.key", "tls.crt")).unwrap();
+        let e = load_yagi_config(&yagi).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("ssl_cert_file"), "{e}");
+        assert!(e.reason.contains("no PEM certificate"), "{e}");
+        std::fs::write(&yagi, conf("tls.crt", "missing.key")).unwrap();
+        let e = load_yagi_config(&yagi).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("ssl_key_file"), "{e}");
+        assert!(e.reason.contains("cannot read"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

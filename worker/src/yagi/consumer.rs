@@ -149,8 +149,9 @@ struct Session {
 async fn open_session(ctx: &QueueContext) -> Result<Session, SessionError> {
     let c = &ctx.consumer;
     let uri = ctx.broker.params.to_string();
-    let connection = Connection::connect_uri(
-        ctx.broker.params.to_uri(),
+    let connection = crate::amqp::connect(
+        &ctx.broker.params,
+        &ctx.broker.tls,
         ConnectionProperties::default()
             .with_connection_name(format!("yagi-event {}", c.queue).into()),
     )
