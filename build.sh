@@ -119,6 +119,12 @@ run_tests() {
   "$promtool" check rules charts/stacktach-operator/files/alerts.yaml
   "$promtool" test rules e2e/promtool/alerts_test.yaml
 
+  # The S3-compatible server the backup upload tests talk to (worker/tests/backup_s3.rs):
+  # the Versity S3 Gateway, built from the Go module proxy once (e2e/s3gw/build.sh, cached).
+  log "S3 gateway for the backup tests (versitygw)"
+  STV3_S3GW=$(e2e/s3gw/build.sh)
+  export STV3_S3GW
+
   log "cargo fmt --check"
   cargo fmt --all --check
   log "cargo clippy"

@@ -604,13 +604,69 @@ fn default_backup_retention() -> i32 {
 }
 
 /// Where dumps go.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.persistentVolumeClaim) != has(self.s3)").message("set exactly one of persistentVolumeClaim or s3"))]
 pub struct BackupTarget {
     /// A PersistentVolumeClaim in the region's namespace, created by you (so that it
     /// outlives the region and its deletion policy): dumps are files at its root,
     /// `<region>-<UTC time>.sql.gz`.
-    pub persistent_volume_claim: BackupClaim,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<BackupClaim>,
+    /// An S3-compatible bucket (AWS, MinIO, Ceph RGW, …): dumps are objects
+    /// `<prefix>/<region>-<UTC time>.sql.gz`, uploaded by `stv3 backup upload` from
+    /// the region's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Target>,
+}
+
+/// An S3-compatible bucket and the Secret with its keys.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Target {
+    /// The store's URL (`https://minio.example:9000`); AWS S3 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub endpoint: Option<String>,
+    /// The bucket (it must exist).
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// A key prefix ("directory") inside the bucket; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The region the bucket is in (`us-east-1` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Address the bucket in the path (`endpoint/bucket/key`), as MinIO and most
+    /// non-AWS stores expect; `false` for virtual-hosted style (`bucket.endpoint`).
+    #[serde(default = "default_true")]
+    pub force_path_style: bool,
+    /// The Secret (in the region's namespace) with the access key; it reaches the
+    /// upload only as environment variables.
+    pub credentials_secret_ref: S3Credentials,
+}
+
+/// The keys of an S3 access key in a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Credentials {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key holding the access key id.
+    #[serde(default = "default_access_key_id_key")]
+    pub access_key_id_key: String,
+    /// The key holding the secret access key.
+    #[serde(default = "default_secret_access_key_key")]
+    pub secret_access_key_key: String,
+}
+
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".into()
+}
+
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".into()
 }
 
 /// A PersistentVolumeClaim by name.

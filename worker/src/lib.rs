@@ -8,6 +8,7 @@
 //! configuration files, no clock reads except where a caller asks for "now".
 
 pub mod amqp;
+pub mod backup;
 pub mod distiller;
 pub mod event;
 pub mod notabene;

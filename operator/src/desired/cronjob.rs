@@ -20,7 +20,7 @@ use kube::ResourceExt;
 
 use super::pod::{drop_all_capabilities, pod_settings, resources, secret_env};
 use super::{database_host, database_name, labels, metadata, Component, DATABASE_NAME, MYSQL_PORT};
-use crate::crd::StackTachRegion;
+use crate::crd::{S3Target, StackTachRegion};
 use crate::Result;
 
 /// Where the claim is mounted in the dump's pod.
@@ -56,6 +56,7 @@ pub fn backup_cron_job(region: &StackTachRegion) -> Result<Option<CronJob>> {
     let Some(backup) = &managed.backup else {
         return Ok(None);
     };
+    let s3 = backup.target.s3.as_ref();
     let env = |name: &str, value: String| EnvVar {
         name: name.into(),
         value: Some(value),
@@ -71,7 +72,12 @@ pub fn backup_cron_job(region: &StackTachRegion) -> Result<Option<CronJob>> {
             env("DB_NAME", DATABASE_NAME.into()),
             env("BACKUP_DIR", BACKUP_DIR.into()),
             env("BACKUP_PREFIX", region.name_any()),
-            env("BACKUP_RETENTION", backup.retention.to_string()),
+            // On a claim the dump step keeps `retention` files; for S3 it writes into a
+            // scratch directory the upload step empties, and the bucket keeps them.
+            env(
+                "BACKUP_RETENTION",
+                if s3.is_some() { 1 } else { backup.retention }.to_string(),
+            ),
             // The client reads the password from MYSQL_PWD: never in the arguments
             // (visible in the process list) nor in the object.
             secret_env("MYSQL_PWD", &database_name(region), "root-password"),
@@ -105,15 +111,37 @@ pub fn backup_cron_job(region: &StackTachRegion) -> Result<Option<CronJob>> {
         ..Default::default()
     });
     pod.restart_policy = Some("Never".into());
-    pod.containers = vec![container];
-    pod.volumes = Some(vec![Volume {
+    let volume = Volume {
         name: "backup".into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: backup.target.persistent_volume_claim.claim_name.clone(),
-            read_only: None,
-        }),
         ..Default::default()
-    }]);
+    };
+    match (s3, &backup.target.persistent_volume_claim) {
+        (Some(s3), _) => {
+            // Dump into a scratch volume first (the database image has the dump
+            // tool), then upload from the region's image (it has `stv3`).
+            pod.init_containers = Some(vec![container]);
+            pod.containers = vec![upload_container(region, s3, backup.retention)];
+            pod.volumes = Some(vec![Volume {
+                empty_dir: Some(Default::default()),
+                ..volume
+            }]);
+        }
+        (None, Some(claim)) => {
+            pod.containers = vec![container];
+            pod.volumes = Some(vec![Volume {
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.claim_name.clone(),
+                    read_only: None,
+                }),
+                ..volume
+            }]);
+        }
+        (None, None) => {
+            return Err(crate::Error::InvalidSpec(
+                "database.managed.backup.target: set persistentVolumeClaim or s3".into(),
+            ))
+        }
+    }
     let labels: BTreeMap<String, String> = labels(region, Component::Backup, None);
     let metadata = metadata(
         region,
@@ -153,6 +181,65 @@ pub fn backup_cron_job(region: &StackTachRegion) -> Result<Option<CronJob>> {
         },
         status: None,
     }))
+}
+
+/// The upload step for an S3 target: `stv3 backup upload` from the region's image,
+/// the bucket from the environment and the access key from the Secret.
+fn upload_container(region: &StackTachRegion, s3: &S3Target, retention: i32) -> Container {
+    let (image, pull) = super::image(region, Component::Migration);
+    let literal = |name: &str, value: &str| super::pod::literal_env(name, value);
+    let mut env = vec![
+        literal("STV3_S3_BUCKET", &s3.bucket),
+        literal(
+            "STV3_S3_PATH_STYLE",
+            if s3.force_path_style { "true" } else { "false" },
+        ),
+        secret_env(
+            "AWS_ACCESS_KEY_ID",
+            &s3.credentials_secret_ref.name,
+            &s3.credentials_secret_ref.access_key_id_key,
+        ),
+        secret_env(
+            "AWS_SECRET_ACCESS_KEY",
+            &s3.credentials_secret_ref.name,
+            &s3.credentials_secret_ref.secret_access_key_key,
+        ),
+    ];
+    for (name, value) in [
+        ("STV3_S3_ENDPOINT", &s3.endpoint),
+        ("STV3_S3_PREFIX", &s3.prefix),
+        ("STV3_S3_REGION", &s3.region),
+    ] {
+        if let Some(v) = value {
+            env.push(literal(name, v));
+        }
+    }
+    Container {
+        name: "upload".into(),
+        image: Some(image),
+        image_pull_policy: Some(super::pod::pull_policy(pull)),
+        command: Some(vec![
+            "stv3".into(),
+            "backup".into(),
+            "upload".into(),
+            "--from".into(),
+            BACKUP_DIR.into(),
+            "--name".into(),
+            region.name_any(),
+            "--retention".into(),
+            retention.to_string(),
+        ]),
+        env: Some(env),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "backup".into(),
+            mount_path: BACKUP_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        resources: Some(resources(None, Component::Backup)),
+        security_context: Some(super::pod::container_security_context()),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -216,5 +303,51 @@ mod tests {
         );
         let text = serde_json::to_string(&pod.containers[0]).unwrap();
         assert!(!text.contains("password\":\""), "no password in the object");
+    }
+
+    #[test]
+    fn an_s3_target_dumps_to_scratch_then_uploads_with_the_secret_keys() {
+        let r = region(json!({
+            "schedule": "0 3 * * *", "retention": 9,
+            "target": { "s3": {
+                "endpoint": "https://minio.example:9000", "bucket": "dumps", "prefix": "stv3",
+                "credentialsSecretRef": { "name": "s3-keys" } } },
+        }));
+        let c = backup_cron_job(&r).unwrap().unwrap();
+        let pod = c.spec.job_template.spec.unwrap().template.spec.unwrap();
+        let dump = &pod.init_containers.as_ref().unwrap()[0];
+        let env = |c: &Container, n: &str| {
+            c.env
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|e| e.name == n)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(env(dump, "BACKUP_RETENTION").value.as_deref(), Some("1"));
+        let upload = &pod.containers[0];
+        let cmd = upload.command.clone().unwrap().join(" ");
+        assert_eq!(
+            cmd,
+            "stv3 backup upload --from /backup --name r1 --retention 9"
+        );
+        assert_eq!(
+            env(upload, "STV3_S3_ENDPOINT").value.as_deref(),
+            Some("https://minio.example:9000")
+        );
+        let key = env(upload, "AWS_SECRET_ACCESS_KEY")
+            .value_from
+            .unwrap()
+            .secret_key_ref
+            .unwrap();
+        assert_eq!(
+            (key.name.as_str(), key.key.as_str()),
+            ("s3-keys", "AWS_SECRET_ACCESS_KEY")
+        );
+        assert!(
+            pod.volumes.unwrap()[0].empty_dir.is_some(),
+            "no claim for S3"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! `stv3 db upgrade --config winchester.yaml [--database URL]`: applies the schema
 //! migrations (the successor of `winchester_db upgrade head`).
 //!
-//! Only `database.url` is read from `winchester.yaml` here (TODO: switch to the shared
-//! winchester configuration loader once it lands).
+//! Only `database.url` is read from `winchester.yaml` here, with the shared loader
+//! (the same parsing and errors as every other reader of the file).
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod backup;
 mod check_config;
 mod db;
 mod distill;
@@ -22,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Database dumps to an S3-compatible store (`backup upload`).
+    Backup(backup::Args),
     /// Check a winchester.yaml and every file it names; exits non-zero listing every problem.
     CheckConfig(check_config::Args),
     /// Database schema management (`db upgrade`).
@@ -41,6 +44,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Backup(args) => backup::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Db(args) => db::run(args),
         Command::Distill(args) => distill::run(args),
