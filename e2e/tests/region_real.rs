@@ -519,6 +519,16 @@ async fn a_tls_cell_trusts_only_its_ca(s: &mut Scenario) -> Result<()> {
         },
     )
     .await?;
+    // The cell says so: its collectors are not ready (they consume nothing).
+    wait_for(
+        "cell5's condition to say its collectors are not ready",
+        Duration::from_secs(60),
+        || async {
+            let r = s.region().await?;
+            Ok(cell_condition(&r, "cell5").filter(|(st, _, _)| st == "False"))
+        },
+    )
+    .await?;
     // Published now, the notifications wait in the broker's queue: none may be stored
     // while the collectors cannot verify it.
     let stored_before = s.distilled_stored().await?;
