@@ -938,7 +938,8 @@ pub struct CellStatus {
     /// Collector pods ready.
     pub ready_replicas: i32,
     /// The cell's own `Ready` condition: whether its collectors run, and if not why
-    /// (`CredentialsSecretMissing`, `CredentialsKeyMissing`, `CollectorsNotReady`). One
+    /// (`CredentialsSecretMissing`, `CredentialsKeyMissing`, `TlsMaterialMissing`,
+    /// `CollectorsNotReady`). One
     /// cell's problem leaves the other cells running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
