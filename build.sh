@@ -81,7 +81,7 @@ run_sandbox() {
     sleep 0.2
   done
   log "starting the sandbox (Ctrl-C stops it; logs in data/sandbox.log)"
-  echo "try: ./target/release/klugman http://$listen streams --state completed" >&2
+  echo "console: http://$listen/ui/   try: ./target/release/klugman http://$listen streams --state completed" >&2
   ./target/release/stv3 sandbox "${args[@]}" --api-url "http://$listen"
 }
 

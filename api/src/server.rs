@@ -66,8 +66,9 @@ pub fn app(state: AppState, mut registry: Registry) -> Router {
         .route("/readyz", get(readyz))
         .with_state(extras);
     let guard = Arc::new(Guard::new(state.config().bounds));
-    api.with_state(state)
+    api.with_state(state.clone())
         .merge(extra_routes)
+        .merge(crate::console::router(state))
         .route_layer(mw::from_fn(metrics::tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -145,9 +146,11 @@ async fn method_not_allowed() -> Response {
 /// probes' plain `ok`/`not ready` stay as they are.
 async fn json_errors(request: Request, next: Next) -> Response {
     let probe = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    // The console's pages answer errors as pages, for people.
+    let console = request.uri().path().starts_with("/ui");
     let response = next.run(request).await;
     let status = response.status();
-    if probe || !(status.is_client_error() || status.is_server_error()) {
+    if probe || console || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let is_json = response

@@ -455,7 +455,8 @@ fn render(
         snap.warnings,
         match &ctx.api_url {
             Some(url) => format!(
-                "api              {url}  (try: ./target/release/klugman {url} streams --state completed)\n"
+                "console          {url}/ui/\n\
+                 api              {url}  (try: ./target/release/klugman {url} streams --state completed)\n"
             ),
             None => String::new(),
         },
