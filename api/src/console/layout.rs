@@ -10,13 +10,15 @@ pub(crate) enum Nav {
     Overview,
     Streams,
     Lookup,
+    Usage,
     EventTypes,
 }
 
-const SECTIONS: [(Nav, &str, &str); 4] = [
+const SECTIONS: [(Nav, &str, &str); 5] = [
     (Nav::Overview, "/ui/", "Overview"),
     (Nav::Streams, "/ui/streams", "Streams"),
     (Nav::Lookup, "/ui/lookup", "Lookup"),
+    (Nav::Usage, "/ui/usage", "Usage audit"),
     (Nav::EventTypes, "/ui/event-types", "Event types"),
 ];
 

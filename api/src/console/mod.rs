@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/lookup", get(pages::lookup::page))
         .route("/ui/events/{message_id}", get(pages::events::show))
         .route("/ui/event-types", get(pages::event_types::page))
+        .route("/ui/usage", get(pages::usage::page))
         .route("/ui/login", get(session::login_form).post(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/assets/console.css", get(css))

@@ -5,6 +5,7 @@ pub(crate) mod events;
 pub(crate) mod lookup;
 pub(crate) mod overview;
 pub(crate) mod streams;
+pub(crate) mod usage;
 
 use super::time;
 use maud::{html, Markup};
