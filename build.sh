@@ -119,6 +119,12 @@ run_tests() {
   "$promtool" check rules charts/stacktach-operator/files/alerts.yaml
   "$promtool" test rules e2e/promtool/alerts_test.yaml
 
+  # Headless Chromium and chromedriver for the console's browser tests
+  # (api/tests/console_browser.rs), from Debian's packages (idempotent).
+  log "chromium and chromedriver for the console's browser tests"
+  STV3_CHROMEDRIVER=$(scripts/browser.sh)
+  export STV3_CHROMEDRIVER
+
   # The S3-compatible server the backup upload tests talk to (worker/tests/backup_s3.rs):
   # the Versity S3 Gateway, built from the Go module proxy once (e2e/s3gw/build.sh, cached).
   log "S3 gateway for the backup tests (versitygw)"

@@ -305,58 +305,11 @@ async fn protected_reads_ask_for_the_token() {
     assert_eq!(r.status().as_u16(), 401);
 }
 
-/// No triggers: events are stored and join no stream.
-struct NoStreams;
-
-impl worker::store::StreamRules for NoStreams {
-    fn route(&self, _event: &worker::event::Event) -> Vec<worker::store::Route> {
-        Vec::new()
-    }
-    fn update(
-        &self,
-        _trigger_name: &str,
-        _stream: &mut worker::store::StreamBookkeeping,
-        _appended: &[(chrono::DateTime<chrono::Utc>, &[bool])],
-        _now: chrono::DateTime<chrono::Utc>,
-    ) {
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_usage_audit_counts_failures_by_code_and_day() {
-    use worker::event::{Event, TraitValue};
     let (store, _seeded, _dir) = fixture().await;
     let now = chrono::Utc::now();
-    let event = |n: u32, kind: &str, code: Option<&str>, ago: i64| {
-        let mut traits = std::collections::BTreeMap::new();
-        traits.insert(
-            "instance_id".to_string(),
-            TraitValue::Text(format!("inst-{n}")),
-        );
-        traits.insert("stream_id".to_string(), TraitValue::Int(40 + n as i64));
-        if let Some(c) = code {
-            traits.insert("error_code".to_string(), TraitValue::Text(c.into()));
-            traits.insert(
-                "error".to_string(),
-                TraitValue::Text(format!("{c} happened")),
-            );
-        }
-        Event {
-            event_type: format!("compute.instance.exists.{kind}"),
-            message_id: format!("usage-{n}"),
-            timestamp: now - chrono::Duration::days(ago),
-            traits,
-        }
-    };
-    let events = vec![
-        event(1, "failed", Some("U2"), 0),
-        event(2, "failed", Some("U2"), 0),
-        event(3, "failed", Some("U0"), 0),
-        event(4, "failed", Some("U2"), 1),
-        event(5, "verified", None, 0),
-        event(6, "failed", Some("U5"), 40),
-    ];
-    store.ingest(&events, &NoStreams, now).await.unwrap();
+    common::add_usage_outcomes(&store, now).await;
     let s = serve(store, common::config_with_token(None)).await;
     let (st, _, html) = page(&s, "/ui/usage", None).await;
     assert_eq!(st, 200, "{html}");

@@ -32,6 +32,7 @@ pub(crate) fn page(title: &str, current: Option<Nav>, content: Markup) -> Markup
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · StackTach" }
                 link rel="stylesheet" href="/ui/assets/console.css";
+                link rel="icon" href="/ui/assets/favicon.svg" type="image/svg+xml";
             }
             body {
                 a.skip href="#main" { "Skip to content" }

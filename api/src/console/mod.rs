@@ -20,8 +20,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-/// The stylesheet, embedded.
+/// The stylesheet and the icon, embedded.
 const CSS: &str = include_str!("../../assets/console.css");
+const ICON: &str = include_str!("../../assets/favicon.svg");
 
 /// The console's routes, to merge into the application.
 pub fn router(state: AppState) -> Router {
@@ -39,7 +40,21 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/login", get(session::login_form).post(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/assets/console.css", get(css))
+        .route("/ui/assets/favicon.svg", get(icon))
+        // Browsers ask for it whatever the page says.
+        .route("/favicon.ico", get(icon))
         .with_state(state)
+}
+
+async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON,
+    )
+        .into_response()
 }
 
 async fn css() -> Response {

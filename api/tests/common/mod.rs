@@ -128,6 +128,63 @@ pub async fn seed(store: &Arc<dyn Store>) -> Seeded {
     }
 }
 
+/// No triggers: events are stored and join no stream.
+pub struct NoStreams;
+
+impl worker::store::StreamRules for NoStreams {
+    fn route(&self, _event: &worker::event::Event) -> Vec<worker::store::Route> {
+        Vec::new()
+    }
+    fn update(
+        &self,
+        _trigger_name: &str,
+        _stream: &mut worker::store::StreamBookkeeping,
+        _appended: &[(DateTime<Utc>, &[bool])],
+        _now: DateTime<Utc>,
+    ) {
+    }
+}
+
+/// Usage audit outcomes as the usage handler writes them, relative to `now`: failures
+/// U2 ×2 and U0 today, U2 yesterday, U5 forty days ago; one verification today.
+/// Instances `inst-N`, streams `40+N`.
+pub async fn add_usage_outcomes(store: &Arc<dyn Store>, now: DateTime<Utc>) {
+    use worker::event::{Event, TraitValue};
+    let event = |n: u32, kind: &str, code: Option<&str>, ago: i64| {
+        let mut traits = BTreeMap::new();
+        traits.insert(
+            "instance_id".to_string(),
+            TraitValue::Text(format!("inst-{n}")),
+        );
+        traits.insert("stream_id".to_string(), TraitValue::Int(40 + n as i64));
+        if let Some(c) = code {
+            traits.insert("error_code".to_string(), TraitValue::Text(c.into()));
+            traits.insert(
+                "error".to_string(),
+                TraitValue::Text(format!("{c} happened")),
+            );
+        }
+        Event {
+            event_type: format!("compute.instance.exists.{kind}"),
+            message_id: format!("usage-{n}"),
+            timestamp: now - chrono::Duration::days(ago),
+            traits,
+        }
+    };
+    let events = vec![
+        event(1, "failed", Some("U2"), 0),
+        event(2, "failed", Some("U2"), 0),
+        event(3, "failed", Some("U0"), 0),
+        event(4, "failed", Some("U2"), 1),
+        event(5, "verified", None, 0),
+        event(6, "failed", Some("U5"), 40),
+    ];
+    store
+        .ingest(&events, &NoStreams, now)
+        .await
+        .expect("usage outcomes stored");
+}
+
 /// The API served in-process on a random loopback port; stopped when dropped.
 pub struct Server {
     pub base: String,

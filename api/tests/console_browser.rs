@@ -1,0 +1,346 @@
+//! The console in a real browser: headless Chromium from Debian's packages driven by
+//! its chromedriver over WebDriver (fantoccini), against `stv3-api` over a store
+//! seeded through the engine (tests/common). Every page loads with its stylesheet and
+//! no failed resource, fits a phone's width without sideways scrolling, and is
+//! reachable from the navigation; the overview's numbers are the API's; filtering
+//! streams by state lists the API's streams; an instance lookup lists its events in
+//! time order; the reset works through the login form and not without it.
+//!
+//! `scripts/browser.sh` installs chromium and chromedriver (`./build.sh -t` runs it).
+//! With `STV3_CONSOLE_SCREENSHOTS=<dir>` the test saves a PNG of each page there
+//! (`scripts/console-screenshots.sh` writes docs/console/).
+
+mod common;
+
+use common::{enc, items, seed, serve, Server};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use worker::store::{self, Store};
+
+/// chromedriver on a free loopback port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let bin = std::env::var("STV3_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {bin} ({e}): scripts/browser.sh installs chromium and chromedriver"
+                )
+            });
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn browser(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,800", "--lang=en-US"],
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fixture() -> (Arc<dyn Store>, common::Seeded, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("stv3-browser-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("api.db").display());
+    let store = store::open(&url).await.expect("open sqlite");
+    store.migrate().await.expect("migrate");
+    let seeded = seed(&store).await;
+    common::add_usage_outcomes(&store, chrono::Utc::now()).await;
+    (store, seeded, dir)
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect("script runs")
+}
+
+/// Loads `path`, then checks what every page must: an HTTP 200 page with its
+/// stylesheet applied, no resource that failed to load, no sideways scroll at a
+/// phone's width; saves a screenshot when asked.
+async fn visit(c: &Client, s: &Server, path: &str, shot: &str) {
+    c.set_window_size(1280, 800).await.expect("window size");
+    c.goto(&s.url(path)).await.expect("page loads");
+    let styled = js(
+        c,
+        "return getComputedStyle(document.querySelector('header')).display",
+    )
+    .await;
+    assert_eq!(styled, json!("flex"), "{path}: the stylesheet applies");
+    let failed = js(
+        c,
+        "return performance.getEntriesByType('resource').filter(r => r.responseStatus >= 400).map(r => r.name)",
+    )
+    .await;
+    assert_eq!(failed, json!([]), "{path}: resources that failed");
+    let status = js(
+        c,
+        "return performance.getEntriesByType('navigation')[0].responseStatus",
+    )
+    .await;
+    assert_eq!(status, json!(200), "{path}");
+    if let Ok(dir) = std::env::var("STV3_CONSOLE_SCREENSHOTS") {
+        let png = c.screenshot().await.expect("a screenshot");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/{shot}.png"), png).unwrap();
+    }
+    c.set_window_size(390, 844).await.expect("phone width");
+    let fits = js(
+        c,
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+    )
+    .await;
+    assert_eq!(
+        fits,
+        json!(true),
+        "{path}: readable at a phone's width without sideways scrolling"
+    );
+    c.set_window_size(1280, 800).await.expect("window size");
+}
+
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(css)).await.expect("elements") {
+        out.push(e.text().await.expect("text"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_a_browser() {
+    let (store, seeded, _dir) = fixture().await;
+    let s = serve(store, common::config_with_token(Some(common::TOKEN))).await;
+    let driver = Driver::start();
+    let c = driver.browser().await;
+
+    // Overview: the streams-by-state numbers are the API's counts.
+    visit(&c, &s, "/ui/", "overview").await;
+    for state in ["active", "error", "expire_error", "completed"] {
+        let n = s.count(&format!("/v1/streams/count?state={state}")).await;
+        let shown = texts(&c, &format!("a[href='/ui/streams?state={state}']")).await;
+        assert_eq!(shown, vec![n.to_string()], "{state}");
+    }
+
+    // Streams filtered by state: the API's list, in the API's order.
+    visit(&c, &s, "/ui/streams?state=active&limit=100", "streams").await;
+    let api: Vec<String> = items(&s.ok("/v1/streams?state=active&limit=100").await)
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap().to_string())
+        .collect();
+    assert_eq!(texts(&c, "table tbody td:first-child a").await, api);
+    // The same through the form, by keyboard-free clicking.
+    c.goto(&s.url("/ui/streams")).await.unwrap();
+    c.find(Locator::Css("select[name=state]"))
+        .await
+        .unwrap()
+        .select_by_value("error")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let api: Vec<String> = items(&s.ok("/v1/streams?state=error").await)
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        texts(&c, "table tbody td:first-child a").await,
+        api,
+        "the form filters as the API"
+    );
+
+    // A stream's page; the reset refused without the token, done with it.
+    let id = seeded.error_stream;
+    visit(&c, &s, &format!("/ui/streams/{id}"), "stream").await;
+    c.find(Locator::Css("form[action$='/reset'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let url = c.current_url().await.unwrap();
+    assert_eq!(
+        url.path(),
+        "/ui/login",
+        "without the token: to the login form"
+    );
+    assert_eq!(
+        s.ok(&format!("/v1/streams/{id}")).await[0]["state"],
+        "error",
+        "nothing changed"
+    );
+    visit(
+        &c,
+        &s,
+        &format!("/ui/login?next=%2Fui%2Fstreams%2F{id}"),
+        "login",
+    )
+    .await;
+    c.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(common::TOKEN)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/ui/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        format!("/ui/streams/{id}")
+    );
+    c.find(Locator::Css("form[action$='/reset'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        format!("/ui/streams/{id}")
+    );
+    assert_ne!(
+        s.ok(&format!("/v1/streams/{id}")).await[0]["state"],
+        "error",
+        "reset"
+    );
+
+    // An instance's lookup: its events in time order (an instance that was shut down:
+    // its operation has a start and an end).
+    let events = s
+        .ok("/v1/events?event_name=compute.instance.shutdown.start&limit=1")
+        .await;
+    let instance = items(&events)
+        .iter()
+        .find_map(|e| e["instance_id"].as_str().map(str::to_string))
+        .expect("an event with an instance_id");
+    visit(
+        &c,
+        &s,
+        &format!("/ui/lookup?q={}", enc(&instance)),
+        "lookup",
+    )
+    .await;
+    let times = js(
+        &c,
+        "return [...document.querySelectorAll('ol.timeline time')].map(t => t.getAttribute('datetime'))",
+    )
+    .await;
+    let times: Vec<String> = serde_json::from_value(times).unwrap();
+    let api = s
+        .ok(&format!(
+            "/v1/events?traits={}&limit=1000",
+            enc(&format!("instance_id:{instance}"))
+        ))
+        .await;
+    assert_eq!(
+        times.len(),
+        items(&api).len(),
+        "every event of the instance"
+    );
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "in time order: {times:?}"
+    );
+    let ops = texts(&c, "div.op strong").await;
+    assert!(
+        ops.iter().any(|o| o == "compute.instance.shutdown"),
+        "the shutdown is an operation: {ops:?}"
+    );
+    // The search box in the header leads to the same page.
+    c.goto(&s.url("/ui/")).await.unwrap();
+    c.find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .send_keys(&instance)
+        .await
+        .unwrap();
+    c.find(Locator::Css("header form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(c.current_url().await.unwrap().path(), "/ui/lookup");
+
+    // An event, the usage audit, the event types.
+    let first = items(&api)[0]["message_id"].as_str().unwrap().to_string();
+    visit(&c, &s, &format!("/ui/events/{first}"), "event").await;
+    visit(&c, &s, "/ui/usage", "usage").await;
+    let codes = texts(&c, "table tbody th[scope=row]").await;
+    assert_eq!(codes, vec!["U0".to_string(), "U2".to_string()]);
+    visit(
+        &c,
+        &s,
+        "/ui/event-types?type=compute.instance.update",
+        "event-types",
+    )
+    .await;
+
+    // Every section is in the navigation, and the current one is marked.
+    let nav = texts(&c, "header nav a").await;
+    assert_eq!(
+        nav,
+        vec![
+            "Overview",
+            "Streams",
+            "Lookup",
+            "Usage audit",
+            "Event types"
+        ]
+    );
+    assert_eq!(
+        texts(&c, "header nav a[aria-current=page]").await,
+        vec!["Event types"]
+    );
+
+    c.close().await.expect("the session closes");
+}
