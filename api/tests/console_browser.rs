@@ -140,6 +140,37 @@ async fn visit(c: &Client, s: &Server, path: &str, shot: &str) {
     c.set_window_size(1280, 800).await.expect("window size");
 }
 
+/// Clicks what `css` finds and waits until the browser shows the page it leads to: the
+/// old page is marked first, and the new one is complete and unmarked (a click returns
+/// before the navigation it starts; a form may lead back to the same URL).
+async fn click_through(c: &Client, css: &str) {
+    js(c, "window.__stv3_before_click = true; return null").await;
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    let started = Instant::now();
+    loop {
+        let done = c
+            .execute(
+                "return window.__stv3_before_click === undefined && document.readyState === 'complete'",
+                vec![],
+            )
+            .await
+            .ok();
+        if done == Some(json!(true)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "clicking {css} led nowhere"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn texts(c: &Client, css: &str) -> Vec<String> {
     let mut out = Vec::new();
     for e in c.find_all(Locator::Css(css)).await.expect("elements") {
@@ -178,12 +209,7 @@ async fn the_console_works_in_a_browser() {
         .select_by_value("error")
         .await
         .unwrap();
-    c.find(Locator::Css("form.filters button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "form.filters button[type=submit]").await;
     let api: Vec<String> = items(&s.ok("/v1/streams?state=error").await)
         .iter()
         .map(|v| v["id"].as_i64().unwrap().to_string())
@@ -197,12 +223,7 @@ async fn the_console_works_in_a_browser() {
     // A stream's page; the reset refused without the token, done with it.
     let id = seeded.error_stream;
     visit(&c, &s, &format!("/ui/streams/{id}"), "stream").await;
-    c.find(Locator::Css("form[action$='/reset'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "form[action$='/reset'] button").await;
     let url = c.current_url().await.unwrap();
     assert_eq!(
         url.path(),
@@ -227,22 +248,12 @@ async fn the_console_works_in_a_browser() {
         .send_keys(common::TOKEN)
         .await
         .unwrap();
-    c.find(Locator::Css("form[action='/ui/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "form[action='/ui/login'] button").await;
     assert_eq!(
         c.current_url().await.unwrap().path(),
         format!("/ui/streams/{id}")
     );
-    c.find(Locator::Css("form[action$='/reset'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "form[action$='/reset'] button").await;
     assert_eq!(
         c.current_url().await.unwrap().path(),
         format!("/ui/streams/{id}")
@@ -303,12 +314,7 @@ async fn the_console_works_in_a_browser() {
         .send_keys(&instance)
         .await
         .unwrap();
-    c.find(Locator::Css("header form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_through(&c, "header form button").await;
     assert_eq!(c.current_url().await.unwrap().path(), "/ui/lookup");
 
     // An event, the usage audit, the event types.
