@@ -12,10 +12,15 @@
 #                                [--buffer-pool 6G] (MariaDB's InnoDB buffer pool for the
 #                                 run, as root over the socket, put back at the end; the
 #                                 default 128M holds 2 % of the 5.4 GB event_trait table)
+#                                [--console] (the console's pages instead of the REST
+#                                 API's listings: issue 16)
+#                                [--events N] [--streams N] (the dataset's size; default
+#                                 1,000,000 and 100,000)
 #
 # Environment: STV3_BENCH_API_DATABASE (default
 # mysql://stv3:stv3@127.0.0.1:3306/stv3_bench_api), CARGO_TARGET_DIR (default
-# ./target), STV3_BENCH_API_PORT (default 18080). wrk is installed from Debian's
+# ./target), STV3_BENCH_API_PORT (default 18080), STV3_BENCH_API_OUT (where the id lists,
+# logs and results go; default $CARGO_TARGET_DIR/api-bench). wrk is installed from Debian's
 # packages when missing.
 set -euo pipefail
 
@@ -27,6 +32,9 @@ THREADS=2
 PLANS=0
 LOAD=1
 POOL=
+CONSOLE=0
+EVENTS=1000000
+STREAMS=100000
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
@@ -35,7 +43,10 @@ while [ $# -gt 0 ]; do
     --plans) PLANS=1; shift ;;
     --no-load) LOAD=0; shift ;;
     --buffer-pool) POOL=$2; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --console) CONSOLE=1; shift ;;
+    --events) EVENTS=$2; shift 2 ;;
+    --streams) STREAMS=$2; shift 2 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +54,7 @@ done
 DB_URL=${STV3_BENCH_API_DATABASE:-mysql://stv3:stv3@127.0.0.1:3306/stv3_bench_api}
 PORT=${STV3_BENCH_API_PORT:-18080}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-OUT=$TARGET/api-bench
+OUT=${STV3_BENCH_API_OUT:-$TARGET/api-bench}
 mkdir -p "$OUT"
 log() { printf '[api-bench] %s\n' "$*" >&2; }
 
@@ -61,6 +72,7 @@ if [ "$LOAD" = 1 ]; then
   cargo bench -q -p stv3-worker --bench api_dataset --no-run
   log "loading the dataset into $(printf '%s' "$DB_URL" | sed -E 's#//([^:]*):[^@]*@#//\1:***@#')"
   cargo bench -q -p stv3-worker --bench api_dataset -- --database "$DB_URL" --ids-out "$OUT/ids" \
+    --events "$EVENTS" --streams "$STREAMS" \
     | tee "$OUT/load.log"
 fi
 grep '^dataset:' "$OUT/load.log" >"$OUT/dataset.txt" || true
@@ -100,6 +112,37 @@ sed 's#^#/v1/events?event_name=compute.instance.update\&traits=instance_id:#' "$
   >"$P/events_by_instance_and_name"
 echo "/v1/events?limit=200" >"$P/events"
 
+if [ "$CONSOLE" = 1 ]; then
+  # The console: each page as people open it; ids vary where the page is about one
+  # thing (the first 1,000 streams and events the API lists, the instance ids).
+  curl -fsS "http://127.0.0.1:$PORT/v1/streams?limit=1000" \
+    | python3 -c 'import json,sys; [print("/ui/streams/%d" % s["id"]) for s in json.load(sys.stdin)]' >"$P/ui_stream"
+  curl -fsS "http://127.0.0.1:$PORT/v1/events?limit=1000" \
+    | python3 -c 'import json,sys; [print("/ui/events/" + e["message_id"]) for e in json.load(sys.stdin)]' >"$P/ui_event"
+  sed 's#^#/ui/lookup?q=#' "$IDS" >"$P/ui_lookup"
+  echo "/ui/" >"$P/ui_overview"
+  echo "/ui/?range=day" >"$P/ui_overview_day"
+  echo "/ui/streams?state=active" >"$P/ui_streams"
+  : >"$P/ui_streams_state"
+  for state in active firing expiring error expire_error completed retry_fire retry_expire; do
+    echo "/ui/streams?state=$state" >>"$P/ui_streams_state"
+  done
+  echo "/ui/usage" >"$P/ui_usage"
+  echo "/ui/event-types" >"$P/ui_event_types"
+  sed 's#^#/ui/event-types?type=#' "$OUT/ids/event_names" >"$P/ui_event_type"
+  SCENARIOS=(
+    "ui_overview|/ui/ (overview, last hour)"
+    "ui_overview_day|/ui/?range=day (overview, last 24 h)"
+    "ui_streams|/ui/streams?state=active"
+    "ui_streams_state|/ui/streams?state=<s> (states vary)"
+    "ui_stream|/ui/streams/<id> (ids vary)"
+    "ui_lookup|/ui/lookup?q=<instance_id> (ids vary)"
+    "ui_event|/ui/events/<message_id> (ids vary)"
+    "ui_usage|/ui/usage"
+    "ui_event_types|/ui/event-types"
+    "ui_event_type|/ui/event-types?type=<type> (types vary)"
+  )
+else
 SCENARIOS=(
   "streams|/v1/streams?limit=200"
   "events_by_instance|/v1/events?traits=instance_id:<id> (ids vary)"
@@ -110,6 +153,7 @@ SCENARIOS=(
   "streams_by_state_name|/v1/streams?trigger_name=<t>&state=<s> (states vary)"
   "streams_by_instance|/v1/streams?distinguishing_traits=instance_id:<id>"
 )
+fi
 
 BASE="http://127.0.0.1:$PORT"
 if [ -n "$POOL" ]; then

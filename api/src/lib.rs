@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod bounds;
+pub mod collectors;
 pub mod console;
 pub mod error;
 pub mod metrics;

@@ -71,6 +71,13 @@ struct Args {
     /// progress handler); 0 for none.
     #[arg(long, default_value_t = 20.0, value_parser = non_negative_seconds)]
     statement_timeout: f64,
+    /// A yagi-event whose metrics the console samples, as NAME=URL (for example
+    /// cell1=http://10.0.0.5:9102/metrics); repeat for each collector.
+    #[arg(long = "collector", value_name = "NAME=URL")]
+    collectors: Vec<api::collectors::CollectorTarget>,
+    /// Seconds between two samples of the collectors' metrics.
+    #[arg(long, default_value_t = 15.0, value_parser = positive_seconds)]
+    collector_interval: f64,
 }
 
 fn non_negative_seconds(s: &str) -> std::result::Result<f64, String> {
@@ -153,6 +160,8 @@ async fn run(args: Args) -> Result<ExitCode> {
         auth,
         archive_dir: args.archive_dir.clone(),
         bounds,
+        collectors: args.collectors.clone(),
+        collector_interval: Some(Duration::from_secs_f64(args.collector_interval)),
     };
     let store_options = OpenOptions {
         statement_timeout: (args.statement_timeout > 0.0)
@@ -160,6 +169,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     };
     let shutdown = observe::shutdown_on_signals();
     let state = AppState::new(config);
+    state.collectors().spawn(shutdown.clone());
     let app = api::app(state.clone(), Registry::default());
     let (bound, server) = api::spawn_with(
         args.listen,

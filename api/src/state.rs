@@ -3,6 +3,7 @@
 
 use crate::auth::Auth;
 use crate::bounds::Bounds;
+use crate::collectors::{CollectorTarget, Collectors};
 use crate::error::ApiError;
 use crate::params::Limits;
 use std::path::PathBuf;
@@ -18,6 +19,10 @@ pub struct ApiConfig {
     pub archive_dir: Option<PathBuf>,
     /// Concurrency and time bounds of requests.
     pub bounds: Bounds,
+    /// yagi-event metrics addresses the console samples (`--collector`).
+    pub collectors: Vec<CollectorTarget>,
+    /// How often they are sampled (`None`: [`crate::collectors::SAMPLE_EVERY`]).
+    pub collector_interval: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -28,6 +33,7 @@ pub struct AppState {
 struct Inner {
     store: OnceLock<Arc<dyn Store>>,
     config: ApiConfig,
+    collectors: Arc<Collectors>,
 }
 
 impl AppState {
@@ -37,6 +43,12 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 store: OnceLock::new(),
+                collectors: Collectors::new(
+                    config.collectors.clone(),
+                    config
+                        .collector_interval
+                        .unwrap_or(crate::collectors::SAMPLE_EVERY),
+                ),
                 config,
             }),
         }
@@ -65,6 +77,11 @@ impl AppState {
 
     pub fn limits(&self) -> Limits {
         self.inner.config.limits
+    }
+
+    /// The sampled collectors (start sampling with [`Collectors::spawn`]).
+    pub fn collectors(&self) -> &Arc<Collectors> {
+        &self.inner.collectors
     }
 
     pub fn auth(&self) -> &Auth {

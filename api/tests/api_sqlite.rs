@@ -240,6 +240,7 @@ async fn not_ready_until_the_store_is_set() {
     let (addr, task) = api::spawn("127.0.0.1:0".parse().unwrap(), app, shutdown.clone())
         .await
         .unwrap();
+    worker::install_crypto_provider();
     let client = reqwest::Client::new();
     let get = |p: &'static str| {
         let client = client.clone();

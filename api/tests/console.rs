@@ -22,6 +22,7 @@ async fn fixture() -> (Arc<dyn Store>, common::Seeded, std::path::PathBuf) {
 
 /// A client that does not follow redirects (the tests look at them).
 fn client() -> reqwest::Client {
+    worker::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -362,4 +363,95 @@ async fn the_usage_audit_counts_failures_by_code_and_day() {
     let (st, _, html) = page(&s, "/ui/usage?days=0", None).await;
     assert_eq!(st, 400);
     assert!(html.contains("days"), "{html}");
+}
+
+/// The collectors panel: when the API samples a yagi-event's real metrics endpoint
+/// (the same registry and server yagi-event runs), the overview shows what it
+/// received per minute and dead-lettered; a collector that does not answer says so;
+/// what the store recorded of each (last stored) is shown by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_shows_each_collector() {
+    use prometheus_client::registry::Registry;
+    use std::time::Duration;
+    use worker::yagi::metrics::YagiMetrics;
+
+    let (store, _seeded, _dir) = fixture().await;
+    let now = chrono::Utc::now();
+    store
+        .mark_collector("cell-a", now - chrono::Duration::seconds(5), now)
+        .await
+        .unwrap();
+    store
+        .mark_collector("cell-old", now - chrono::Duration::hours(2), now)
+        .await
+        .unwrap();
+
+    // cell-a's yagi-event metrics, as that program serves them.
+    let metrics = YagiMetrics::new();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let bound = worker::observe::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(registry),
+        worker::observe::Health::default(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let received = |n: u64| {
+        metrics
+            .received
+            .get_or_create(&worker::yagi::metrics::QueueLabels {
+                queue: "notifications.info".into(),
+            })
+            .inc_by(n);
+    };
+    received(40);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = common::config_with_token(None);
+    config.collectors = vec![
+        format!("cell-a=http://{bound}/metrics").parse().unwrap(),
+        format!("cell-gone=http://{closed}/metrics")
+            .parse()
+            .unwrap(),
+    ];
+    config.collector_interval = Some(Duration::from_secs(1));
+    let s = common::serve_sampling(store, config).await;
+
+    // Two samples apart: 40, then 40 + 25.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    received(25);
+    let started = std::time::Instant::now();
+    let html = loop {
+        let (st, _, html) = page(&s, "/ui/", None).await;
+        assert_eq!(st, 200, "{html}");
+        if html.contains(">25<") || started.elapsed() > Duration::from_secs(10) {
+            break html;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let table = &html[html
+        .find("id=\"collectors\"")
+        .expect("the collectors table")..];
+    let row = |name: &str| {
+        let at = table
+            .find(&format!(">{name}<"))
+            .unwrap_or_else(|| panic!("{name} in {table}"));
+        let rest = &table[at..];
+        rest[..rest.find("</tr>").unwrap()].to_string()
+    };
+    let a = row("cell-a");
+    assert!(a.contains("ago") && a.contains("answered"), "{a}");
+    assert!(a.contains(">25<"), "25 received in the last minute: {a}");
+    let gone = row("cell-gone");
+    assert!(gone.contains("not answering"), "{gone}");
+    assert!(gone.contains("never"), "nothing stored: {gone}");
+    let old = row("cell-old");
+    assert!(old.contains("quiet for 2 h"), "{old}");
+    assert!(old.contains("not sampled"), "{old}");
+    shutdown.cancel();
 }

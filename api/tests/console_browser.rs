@@ -1,7 +1,8 @@
 //! The console in a real browser: headless Chromium from Debian's packages driven by
 //! its chromedriver over WebDriver (fantoccini), against `stv3-api` over a store
-//! seeded through the engine (tests/common). Every page loads with its stylesheet and
-//! no failed resource, fits a phone's width without sideways scrolling, and is
+//! filled by `stv3 replay` (tests/common). Every page loads with its stylesheet, no
+//! failed resource and nothing in the browser's console, fits a phone's width
+//! without sideways scrolling, and is
 //! reachable from the navigation; the overview's numbers are the API's; filtering
 //! streams by state lists the API's streams; an instance lookup lists its events in
 //! time order; the reset works through the login form and not without it.
@@ -12,7 +13,7 @@
 
 mod common;
 
-use common::{enc, items, seed, serve, Server};
+use common::{enc, items, serve, Server};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::net::TcpListener;
@@ -67,6 +68,7 @@ impl Driver {
                          "--window-size=1280,800", "--lang=en-US"],
             }),
         );
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&self.url)
@@ -82,15 +84,49 @@ impl Drop for Driver {
     }
 }
 
-async fn fixture() -> (Arc<dyn Store>, common::Seeded, std::path::PathBuf) {
+/// A store filled by `stv3 replay` (a day and a half of a notigen region, ending
+/// now, so the overview's charts have something to show), plus usage audit failures
+/// of known codes.
+async fn fixture() -> (Arc<dyn Store>, common::Replayed, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("stv3-browser-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("api.db").display());
     let store = store::open(&url).await.expect("open sqlite");
     store.migrate().await.expect("migrate");
-    let seeded = seed(&store).await;
-    common::add_usage_outcomes(&store, chrono::Utc::now()).await;
-    (store, seeded, dir)
+    let now = chrono::Utc::now();
+    let replayed = common::replayed(&store, now, 24, 36).await;
+    common::add_usage_outcomes(&store, now).await;
+    (store, replayed, dir)
+}
+
+/// chromedriver's browser log (what the page wrote to the console, and its errors);
+/// each read empties it. Not in fantoccini's API, so sent as a custom command.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// The console errors and warnings logged since the last call.
+async fn console_problems(c: &Client) -> Vec<String> {
+    let log = c.issue_cmd(BrowserLog).await.expect("the browser log");
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| matches!(e["level"].as_str(), Some("SEVERE" | "WARNING")))
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 async fn js(c: &Client, script: &str) -> Value {
@@ -121,6 +157,11 @@ async fn visit(c: &Client, s: &Server, path: &str, shot: &str) {
     )
     .await;
     assert_eq!(status, json!(200), "{path}");
+    assert_eq!(
+        console_problems(c).await,
+        Vec::<String>::new(),
+        "{path}: errors in the browser's console"
+    );
     if let Ok(dir) = std::env::var("STV3_CONSOLE_SCREENSHOTS") {
         let png = c.screenshot().await.expect("a screenshot");
         std::fs::create_dir_all(&dir).unwrap();
@@ -181,18 +222,68 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_a_browser() {
-    let (store, seeded, _dir) = fixture().await;
+    let (store, replayed, _dir) = fixture().await;
     let s = serve(store, common::config_with_token(Some(common::TOKEN))).await;
     let driver = Driver::start();
     let c = driver.browser().await;
 
-    // Overview: the streams-by-state numbers are the API's counts.
+    // The console-error check sees what a page logs.
+    c.goto(&s.url("/ui/event-types")).await.expect("page loads");
+    js(&c, "console.error('stv3 canary'); return null").await;
+    let logged = console_problems(&c).await;
+    assert!(
+        logged.iter().any(|m| m.contains("stv3 canary")),
+        "the browser log reaches the test: {logged:?}"
+    );
+
+    // Overview: the streams-by-state numbers are the API's counts, and so are the
+    // events of the last hour and day (whole minutes up to the time the page says).
     visit(&c, &s, "/ui/", "overview").await;
-    for state in ["active", "error", "expire_error", "completed"] {
+    for state in ["active", "error", "expire_error", "completed", "firing"] {
         let n = s.count(&format!("/v1/streams/count?state={state}")).await;
         let shown = texts(&c, &format!("a[href='/ui/streams?state={state}']")).await;
         assert_eq!(shown, vec![n.to_string()], "{state}");
     }
+    let to = js(
+        &c,
+        "return document.querySelector('p.note time').getAttribute('datetime')",
+    )
+    .await;
+    let to: chrono::DateTime<chrono::Utc> = to.as_str().unwrap().parse().unwrap();
+    // The API's window is (from, to]; the page's [from, to): one microsecond earlier.
+    let us = chrono::Duration::microseconds(1);
+    let mut stored_last_day = 0;
+    for (id, span) in [
+        ("events-hour", chrono::Duration::hours(1)),
+        ("events-day", chrono::Duration::days(1)),
+    ] {
+        let n = s
+            .count(&format!(
+                "/v1/events/count?from_datetime={}&to_datetime={}",
+                enc(&(to - span - us).to_rfc3339()),
+                enc(&(to - us).to_rfc3339())
+            ))
+            .await;
+        assert_eq!(
+            texts(&c, &format!("#{id}")).await,
+            vec![n.to_string()],
+            "{id}"
+        );
+        stored_last_day = n;
+    }
+    assert!(
+        stored_last_day > 100,
+        "the replay's last day is on the chart ({stored_last_day} of {} stored)",
+        replayed.stored
+    );
+    // The replay ran pipelines: the runs are charted, and the sandbox's collector
+    // (none here: the replay is not a collector) leaves the empty state.
+    assert_eq!(
+        texts(&c, "svg.bars").await.len(),
+        3,
+        "events, runs and usage charts"
+    );
+    visit(&c, &s, "/ui/?range=day", "overview-day").await;
 
     // Streams filtered by state: the API's list, in the API's order.
     visit(&c, &s, "/ui/streams?state=active&limit=100", "streams").await;
@@ -221,7 +312,7 @@ async fn the_console_works_in_a_browser() {
     );
 
     // A stream's page; the reset refused without the token, done with it.
-    let id = seeded.error_stream;
+    let id = replayed.error_stream;
     visit(&c, &s, &format!("/ui/streams/{id}"), "stream").await;
     click_through(&c, "form[action$='/reset'] button").await;
     let url = c.current_url().await.unwrap();
@@ -264,15 +355,16 @@ async fn the_console_works_in_a_browser() {
         "reset"
     );
 
-    // An instance's lookup: its events in time order (an instance that was shut down:
-    // its operation has a start and an end).
-    let events = s
-        .ok("/v1/events?event_name=compute.instance.shutdown.start&limit=1")
-        .await;
-    let instance = items(&events)
+    // An instance's lookup: its events in time order (an instance with an operation,
+    // whose start and end make one).
+    let events = s.ok("/v1/events?limit=1000").await;
+    let (instance, operation) = items(&events)
         .iter()
-        .find_map(|e| e["instance_id"].as_str().map(str::to_string))
-        .expect("an event with an instance_id");
+        .find_map(|e| {
+            let op = e["event_type"].as_str()?.strip_suffix(".start")?;
+            Some((e["instance_id"].as_str()?.to_string(), op.to_string()))
+        })
+        .expect("an operation's .start with an instance_id");
     visit(
         &c,
         &s,
@@ -303,8 +395,8 @@ async fn the_console_works_in_a_browser() {
     );
     let ops = texts(&c, "div.op strong").await;
     assert!(
-        ops.iter().any(|o| o == "compute.instance.shutdown"),
-        "the shutdown is an operation: {ops:?}"
+        ops.contains(&operation),
+        "{operation} is an operation: {ops:?}"
     );
     // The search box in the header leads to the same page.
     c.goto(&s.url("/ui/")).await.unwrap();
@@ -322,7 +414,26 @@ async fn the_console_works_in_a_browser() {
     visit(&c, &s, &format!("/ui/events/{first}"), "event").await;
     visit(&c, &s, "/ui/usage", "usage").await;
     let codes = texts(&c, "table tbody th[scope=row]").await;
-    assert_eq!(codes, vec!["U0".to_string(), "U2".to_string()]);
+    // The page's 7 UTC days: from 00:00 six days ago.
+    let today =
+        chrono::DurationRound::duration_trunc(chrono::Utc::now(), chrono::Duration::days(1))
+            .unwrap();
+    let from = today - chrono::Duration::days(6) - chrono::Duration::microseconds(1);
+    let failed = s
+        .ok(&format!(
+            "/v1/events?event_name=compute.instance.exists.failed&limit=1000&from_datetime={}",
+            enc(&from.to_rfc3339())
+        ))
+        .await;
+    let api_codes: std::collections::BTreeSet<String> = items(&failed)
+        .iter()
+        .filter_map(|e| e["error_code"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        codes,
+        api_codes.into_iter().collect::<Vec<_>>(),
+        "codes of the last 7 days"
+    );
     visit(
         &c,
         &s,

@@ -1009,6 +1009,56 @@ async fn notifications_arrive_once_and_streams_fire(s: &mut Scenario) -> Result<
         "klugman counts {counted}, the API {total}"
     );
     ensure!(s.distilled_stored().await? == s.expected);
+    the_console_sees_both_cells(s).await
+}
+
+/// The console over the region's MariaDB, written by several collectors and
+/// pipeline workers at once: each cell's yagi-event recorded itself under its cell's
+/// name, and the maintained per-type counters equal the API's counts.
+async fn the_console_sees_both_cells(s: &mut Scenario) -> Result<()> {
+    let api = s.api().await?;
+    let (code, overview) = http_get(&api, "/ui/").await?;
+    ensure!(code == 200, "GET /ui/: {code} {overview}");
+    let collectors = overview
+        .split("id=\"collectors\"")
+        .nth(1)
+        .context("the overview's collectors table")?;
+    for cell in ["cell1", "cell2"] {
+        ensure!(
+            collectors.contains(&format!(">{cell}<")),
+            "{cell} is not among the collectors: {collectors}"
+        );
+    }
+    // The publishing is over, so the distilled types' counts hold still.
+    let (code, page) = http_get(&api, "/ui/event-types").await?;
+    ensure!(code == 200, "GET /ui/event-types: {code} {page}");
+    let mut checked = 0;
+    for row in page.split("<tr>").skip(2) {
+        let Some(name) = row.split("?type=").nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        if HANDLER_EVENTS.contains(&name) {
+            continue; // the pipeline workers may still be adding these
+        }
+        let shown: u64 = row
+            .split("<td class=\"num\">")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .context("a count")?
+            .parse()?;
+        let api_n = s
+            .api_count(&format!("/v1/events/count?event_name={name}"))
+            .await?;
+        ensure!(
+            shown == api_n,
+            "{name}: the console counts {shown}, the API {api_n}"
+        );
+        checked += 1;
+    }
+    ensure!(
+        checked >= 5,
+        "only {checked} event types on the console's page"
+    );
     Ok(())
 }
 

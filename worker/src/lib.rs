@@ -20,4 +20,11 @@ pub mod store;
 pub mod timex;
 pub mod winchester;
 pub mod yagi;
+
+/// Makes ring the process's rustls crypto provider, as everywhere in the workspace.
+/// reqwest is built without one (its default would bring aws-lc-rs, a C build), so a
+/// process builds an HTTP client only after calling this; later calls do nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 pub(crate) mod yaml;

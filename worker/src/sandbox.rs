@@ -218,6 +218,7 @@ fn spawn_generator(
 /// follows the notifications (the original sandbox's time sync).
 fn spawn_ingest(ctx: &SandboxContext, mut rx: mpsc::Receiver<Vec<Value>>) -> Service {
     let ctx = ctx.clone();
+    ctx.engine.manager.set_collector("sandbox");
     tokio::spawn(async move {
         while let Some(batch) = rx.recv().await {
             let mut events: Vec<Event> = Vec::with_capacity(batch.len());
@@ -290,6 +291,7 @@ fn spawn_amqp_ingest(
     });
     let cctx = ctx.clone();
     let consuming = tokio::spawn(async move {
+        cctx.engine.manager.set_collector("sandbox");
         let parts = crate::yagi::EngineParts {
             manager: Some(cctx.engine.manager.clone()),
             shoebox: None,

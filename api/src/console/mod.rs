@@ -8,6 +8,7 @@
 //! `/ui`; the reset action needs the token whatever `--protect-reads` says, as
 //! `PUT /v1/streams/{id}/reset` does.
 
+mod chart;
 mod layout;
 mod pages;
 mod session;

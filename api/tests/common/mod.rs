@@ -128,6 +128,64 @@ pub async fn seed(store: &Arc<dyn Store>) -> Seeded {
     }
 }
 
+/// What [`replayed`] put in the store.
+pub struct Replayed {
+    pub notifications: u64,
+    pub stored: u64,
+    /// A stream whose pipeline failed (state error), to reset.
+    pub error_stream: i64,
+}
+
+/// Fills the store as `stv3 replay` does (the same function, over the sandbox's
+/// definitions): a seeded notigen region of `instances` instances over the
+/// `hours` before `now`, each notification stored and then the pipeline worker run
+/// until idle, so streams fire and the usage pipeline audits as they would live.
+/// Then one active stream's pipeline fails, so there is something to reset.
+pub async fn replayed(
+    store: &Arc<dyn Store>,
+    now: DateTime<Utc>,
+    instances: usize,
+    hours: i64,
+) -> Replayed {
+    use worker::notigen::{Generator, GeneratorOptions};
+    use worker::winchester::replay::{replay, ReplayOptions};
+    let config = load_config(&repo_root().join("etc/winchester.yaml")).expect("etc config loads");
+    let generator = Generator::new(GeneratorOptions {
+        seed: 16,
+        instances,
+        tenants: 4,
+        start: now - chrono::Duration::hours(hours),
+        end: Some(now),
+        operations_per_instance_per_day: 6.0,
+        ..GeneratorOptions::default()
+    })
+    .expect("notigen options");
+    let outcome = replay(
+        &config,
+        store.clone(),
+        generator.enumerate().map(|(i, n)| (i + 1, n)),
+        ReplayOptions { expire: false },
+    )
+    .await
+    .expect("replay");
+    assert!(outcome.stored > 100, "the replay stored {}", outcome.stored);
+    let far = now + chrono::Duration::days(30);
+    let claimed = store
+        .claim_ready(ReadyKind::Expire, far, 1, far)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1, "an open stream to fail");
+    assert!(store
+        .finish_stream(claimed[0].id, claimed[0].state_serial_no, Outcome::Error)
+        .await
+        .unwrap());
+    Replayed {
+        notifications: outcome.notifications,
+        stored: outcome.stored,
+        error_stream: claimed[0].id,
+    }
+}
+
 /// No triggers: events are stored and join no stream.
 pub struct NoStreams;
 
@@ -199,6 +257,7 @@ impl Drop for Server {
 }
 
 pub async fn serve(store: Arc<dyn Store>, config: api::ApiConfig) -> Server {
+    worker::install_crypto_provider();
     let state = api::AppState::with_store(config, store);
     let app = api::app(state, Registry::default());
     let shutdown = CancellationToken::new();
@@ -212,8 +271,26 @@ pub async fn serve(store: Arc<dyn Store>, config: api::ApiConfig) -> Server {
     }
 }
 
+/// [`serve`], with the collectors of `config` sampled until the server stops.
+pub async fn serve_sampling(store: Arc<dyn Store>, config: api::ApiConfig) -> Server {
+    worker::install_crypto_provider();
+    let state = api::AppState::with_store(config, store);
+    let shutdown = CancellationToken::new();
+    state.collectors().spawn(shutdown.clone());
+    let app = api::app(state, Registry::default());
+    let (addr, _task) = api::spawn("127.0.0.1:0".parse().unwrap(), app, shutdown.clone())
+        .await
+        .expect("bind a loopback port");
+    Server {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
 /// An HTTP client that sends `token` as a bearer token with every request.
 pub fn bearer_client(token: &str) -> reqwest::Client {
+    worker::install_crypto_provider();
     let mut headers = reqwest::header::HeaderMap::new();
     let value =
         reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");

@@ -135,6 +135,8 @@ pub fn cell_deployment(
             format!("{CELL_CONFIG_DIR}/yagi.conf"),
             "--metrics-listen".into(),
             "0.0.0.0:9102".into(),
+            "--collector-name".into(),
+            cell.name.clone(),
         ]),
         env: Some(vec![
             secret_env(ENV_AMQP_USER, &creds.name, &creds.username_key),

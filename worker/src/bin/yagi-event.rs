@@ -32,6 +32,10 @@ struct Args {
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:9102")]
     metrics_listen: SocketAddr,
+    /// The name the console shows this collector's last-seen time under (the
+    /// operator passes the cell's name).
+    #[arg(long, env = "STV3_COLLECTOR_NAME", default_value = "")]
+    collector_name: String,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         let Some(engine) = Engine::live(wconfig, &shutdown).await? else {
             return Ok(ExitCode::SUCCESS);
         };
+        engine.manager.set_collector(&args.collector_name);
         parts.manager = Some(engine.manager.clone());
     }
 

@@ -4,9 +4,10 @@
 
 use super::rows::{
     dist_condition, events_from_rows, micros, stream_from_row, streams_from_rows, trait_args,
-    trait_type, EVENT_COLS, STREAM_COLS, TRAIT_COLS,
+    EVENT_COLS, STREAM_COLS, TRAIT_COLS,
 };
 use super::sql::{in_statements, is_conflict, Arg, Backend, Conn, DbRow, Sql};
+use super::tally::{self, TraitSig};
 use super::{
     DistValue, EventQuery, EventWindow, IngestReport, Outcome, Page, ReadyKind, Store, StoreError,
     StoredEvent, Stream, StreamId, StreamQuery, StreamRules, StreamState, TraitOp,
@@ -14,7 +15,7 @@ use super::{
 use crate::event::{Event, TraitType, TraitValue};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -24,6 +25,9 @@ pub struct SqlStore<B: Backend> {
     pub(crate) backend: B,
     /// Event type name → id, filled after commits (never with uncommitted ids).
     pub(crate) type_ids: Mutex<HashMap<String, i64>>,
+    /// Trait signatures known to be recorded (see [`super::tally`]), filled after
+    /// commits, so a batch writes only the new ones.
+    pub(crate) trait_sigs: Mutex<HashSet<TraitSig>>,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -31,6 +35,7 @@ impl<B: Backend> SqlStore<B> {
         SqlStore {
             backend,
             type_ids: Mutex::new(HashMap::new()),
+            trait_sigs: Mutex::new(HashSet::new()),
         }
     }
 
@@ -326,6 +331,19 @@ impl<B: Backend> SqlStore<B> {
         serial: Option<i64>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.backend.begin_write().await?;
+        if !Self::delete_stream_in(&mut conn, id, serial).await? {
+            return Ok(false);
+        }
+        conn.commit().await?;
+        Ok(true)
+    }
+
+    /// [`Self::delete_stream_tx`]'s statements, in the caller's transaction.
+    async fn delete_stream_in(
+        conn: &mut B::Conn,
+        id: StreamId,
+        serial: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let mut del = Sql::new("DELETE FROM stream WHERE id = ");
         del.bind(id);
         if let Some(serial) = serial {
@@ -339,8 +357,51 @@ impl<B: Backend> SqlStore<B> {
             sql.bind(id);
             conn.execute(&sql).await?;
         }
-        conn.commit().await?;
         Ok(true)
+    }
+
+    /// One attempt at [`Store::finish_stream`]: the stream's new state (or its
+    /// deletion) and the run counted in `stream_tally`, in one transaction. The state
+    /// the run found (firing or expiring) tells a fire from an expiry.
+    async fn finish_once(
+        &self,
+        stream_id: StreamId,
+        serial: i64,
+        outcome: Outcome,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.backend.begin_write().await?;
+        let mut sel = Sql::new("SELECT state FROM stream WHERE id = ");
+        sel.bind(stream_id)
+            .push(" AND state_serial_no = ")
+            .bind(serial)
+            .push(B::FOR_UPDATE);
+        let Some(row) = conn.fetch(&sel).await?.into_iter().next() else {
+            conn.commit().await?;
+            return Ok(false);
+        };
+        let expiring = row.int(0)? == i64::from(StreamState::Expiring.as_i16())
+            || row.int(0)? == i64::from(StreamState::RetryExpire.as_i16());
+        let counted = match outcome {
+            Outcome::Completed | Outcome::Purge if expiring => tally::RunOutcome::Expired,
+            Outcome::Completed | Outcome::Purge => tally::RunOutcome::Fired,
+            Outcome::Error => tally::RunOutcome::FireError,
+            Outcome::ExpireError => tally::RunOutcome::ExpireError,
+            Outcome::Retry { .. } => tally::RunOutcome::Retried,
+        };
+        let changed = match outcome {
+            Outcome::Purge => Self::delete_stream_in(&mut conn, stream_id, Some(serial)).await?,
+            _ => {
+                conn.execute(&finish_update(stream_id, serial, outcome))
+                    .await?
+                    == 1
+            }
+        };
+        if changed {
+            let shard = stream_id.rem_euclid(B::TALLY_SHARDS.max(1));
+            tally::count_run::<B>(&mut conn, counted, Utc::now(), shard).await?;
+        }
+        conn.commit().await?;
+        Ok(changed)
     }
 
     /// One statement in its own write transaction (retried while it loses races);
@@ -447,22 +508,25 @@ impl<B: Backend> SqlStore<B> {
 
     async fn trim_once(&self, older_than: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let mut conn = self.backend.begin_write().await?;
-        let mut select = Sql::new("SELECT id FROM event WHERE generated < ");
+        let mut select =
+            Sql::new("SELECT id, event_type_id, generated FROM event WHERE generated < ");
         select
             .bind(micros(older_than))
             .push(" ORDER BY generated, id LIMIT ")
             .bind(i64::from(limit))
             .push(B::FOR_UPDATE);
-        let ids = conn
-            .fetch(&select)
-            .await?
-            .iter()
-            .map(|r| r.int(0).map(Arg::Int))
-            .collect::<Result<Vec<_>, _>>()?;
-        if ids.is_empty() {
+        let rows = conn.fetch(&select).await?;
+        if rows.is_empty() {
             conn.commit().await?;
             return Ok(0);
         }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut counts = tally::EventTally::default();
+        for r in &rows {
+            ids.push(Arg::Int(r.int(0)?));
+            counts.add(r.int(1)?, r.int(2)?, -1);
+        }
+        counts.write::<B>(&mut conn, 0).await?;
         for (table, col) in [
             ("stream_event", "event_id"),
             ("event_trait", "event_id"),
@@ -472,6 +536,7 @@ impl<B: Backend> SqlStore<B> {
             conn.execute_all(&in_statements(&prefix, "", ids.clone(), B::LIMITS))
                 .await?;
         }
+        tally::drop_trimmed::<B>(&mut conn).await?;
         conn.commit().await?;
         Ok(ids.len() as u64)
     }
@@ -502,9 +567,14 @@ impl<B: Backend> Store for SqlStore<B> {
         }
         let (report, learned) =
             retrying(move || super::ingest::ingest_once(self, events, rules, now)).await?;
-        if !learned.is_empty() {
+        if !learned.types.is_empty() {
             if let Ok(mut cache) = self.type_ids.lock() {
-                cache.extend(learned);
+                cache.extend(learned.types);
+            }
+        }
+        if !learned.traits.is_empty() {
+            if let Ok(mut cache) = self.trait_sigs.lock() {
+                cache.extend(learned.traits);
             }
         }
         Ok(report)
@@ -589,35 +659,7 @@ impl<B: Backend> Store for SqlStore<B> {
         serial: i64,
         outcome: Outcome,
     ) -> Result<bool, StoreError> {
-        let mut sql = Sql::new("UPDATE stream SET state = ");
-        let state = match outcome {
-            Outcome::Purge => {
-                return retrying(move || self.delete_stream_tx(stream_id, Some(serial))).await
-            }
-            Outcome::Completed => StreamState::Completed,
-            Outcome::Error => StreamState::Error,
-            Outcome::ExpireError => StreamState::ExpireError,
-            Outcome::Retry { not_before } => {
-                sql.push("CASE state WHEN ")
-                    .bind(StreamState::Expiring.as_i16())
-                    .push(" THEN ")
-                    .bind(StreamState::RetryExpire.as_i16())
-                    .push(" ELSE ")
-                    .bind(StreamState::RetryFire.as_i16())
-                    .push(" END, state_serial_no = state_serial_no + 1, claim_until = ")
-                    .bind(micros(not_before));
-                StreamState::RetryFire
-            }
-        };
-        if !matches!(outcome, Outcome::Retry { .. }) {
-            sql.bind(state.as_i16())
-                .push(", state_serial_no = state_serial_no + 1, claim_until = NULL");
-        }
-        sql.push(" WHERE id = ")
-            .bind(stream_id)
-            .push(" AND state_serial_no = ")
-            .bind(serial);
-        Ok(self.write_one(&sql).await? == 1)
+        retrying(move || self.finish_once(stream_id, serial, outcome)).await
     }
 
     async fn trim_events(&self, older_than: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
@@ -800,18 +842,115 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn trait_names(&self, event_type: &str) -> Result<Vec<(String, TraitType)>, StoreError> {
-        let mut sql = Sql::new(
-            "SELECT DISTINCT t.name, t.type FROM event_trait t \
-             JOIN event e ON e.id = t.event_id JOIN event_type et ON et.id = e.event_type_id \
-             WHERE et.name = ",
-        );
-        sql.bind(event_type).push(" ORDER BY t.name, t.type");
         let mut conn = self.backend.read().await?;
-        let rows = conn.fetch(&sql).await?;
-        rows.iter()
-            .map(|r| Ok((r.text(0)?, trait_type(r.int(1)?)?)))
-            .collect()
+        tally::signatures::<B>(&mut conn, event_type).await
     }
+
+    async fn stream_state_counts(&self) -> Result<Vec<(StreamState, u64)>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        let rows = conn
+            .fetch(&Sql::new(
+                "SELECT state, COUNT(*) FROM stream GROUP BY state",
+            ))
+            .await?;
+        let mut counts: Vec<(StreamState, u64)> =
+            StreamState::ALL.iter().map(|&s| (s, 0)).collect();
+        for r in &rows {
+            let code = r.int(0)?;
+            let n = u64::try_from(r.int(1)?).unwrap_or(0);
+            match counts
+                .iter_mut()
+                .find(|(s, _)| i64::from(s.as_i16()) == code)
+            {
+                Some(slot) => slot.1 = n,
+                None => return Err(StoreError::Corrupt(format!("unknown stream state {code}"))),
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn event_type_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        tally::type_totals::<B>(&mut conn).await
+    }
+
+    async fn events_per_minute(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, u64)>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        tally::minutes::<B>(&mut conn, from, to).await
+    }
+
+    async fn events_per_day(
+        &self,
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, u64)>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        tally::type_days::<B>(&mut conn, event_type, from, to).await
+    }
+
+    async fn pipeline_runs(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<tally::RunMinute>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        tally::runs::<B>(&mut conn, from, to).await
+    }
+
+    async fn mark_collector(
+        &self,
+        name: &str,
+        seen: DateTime<Utc>,
+        generated: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        retrying(move || async move {
+            let mut conn = self.backend.begin_write().await?;
+            tally::mark_collector::<B>(&mut conn, name, seen, generated).await?;
+            conn.commit().await
+        })
+        .await
+    }
+
+    async fn collectors(&self) -> Result<Vec<tally::CollectorSeen>, StoreError> {
+        let mut conn = self.backend.read().await?;
+        tally::collectors::<B>(&mut conn).await
+    }
+}
+
+/// The UPDATE that records how a run on stream `id` (at `serial`) ended; `Purge`
+/// deletes instead (see [`SqlStore::finish_once`]).
+fn finish_update(id: StreamId, serial: i64, outcome: Outcome) -> Sql<'static> {
+    let mut sql = Sql::new("UPDATE stream SET state = ");
+    let state = match outcome {
+        Outcome::Completed | Outcome::Purge => StreamState::Completed,
+        Outcome::Error => StreamState::Error,
+        Outcome::ExpireError => StreamState::ExpireError,
+        Outcome::Retry { not_before } => {
+            sql.push("CASE state WHEN ")
+                .bind(StreamState::Expiring.as_i16())
+                .push(" THEN ")
+                .bind(StreamState::RetryExpire.as_i16())
+                .push(" ELSE ")
+                .bind(StreamState::RetryFire.as_i16())
+                .push(" END, state_serial_no = state_serial_no + 1, claim_until = ")
+                .bind(micros(not_before));
+            StreamState::RetryFire
+        }
+    };
+    if !matches!(outcome, Outcome::Retry { .. }) {
+        sql.bind(state.as_i16())
+            .push(", state_serial_no = state_serial_no + 1, claim_until = NULL");
+    }
+    sql.push(" WHERE id = ")
+        .bind(id)
+        .push(" AND state_serial_no = ")
+        .bind(serial);
+    sql
 }
 
 /// Trait rows `(event_id, name, type, t_string, t_int, t_float, t_datetime)` of an

@@ -21,14 +21,21 @@ use super::bookkeeping::{encode_counts, StreamBookkeeping};
 use super::engine::{push_trait_rows, SqlStore};
 use super::rows::{dist_args, micros, stream_from_row, StreamRow, STREAM_COLS};
 use super::sql::{in_statements, values_statements, Arg, Backend, Conn, DbRow, Sql};
+use super::tally::{self, EventTally, TraitSig};
 use super::{DistinguishingTraits, IngestReport, StoreError, StreamId, StreamRules, StreamState};
 use crate::event::Event;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// Event types learned by a transaction, to cache once it commits.
-pub(crate) type Learned = Vec<(String, i64)>;
+/// What a transaction learned, to cache once it commits.
+#[derive(Debug, Default)]
+pub(crate) struct Learned {
+    /// Event type name → id.
+    pub(crate) types: Vec<(String, i64)>,
+    /// Trait signatures recorded.
+    pub(crate) traits: Vec<TraitSig>,
+}
 
 /// Columns of a stream row as the ingest writes them.
 const STREAM_WRITE_COLS: &str = "name, state, state_serial_no, first_event, last_event, \
@@ -142,7 +149,7 @@ async fn event_type_ids<B: Backend>(
     store: &SqlStore<B>,
     conn: &mut B::Conn,
     names: HashSet<&str>,
-) -> Result<(HashMap<String, i64>, Learned), StoreError> {
+) -> Result<(HashMap<String, i64>, Vec<(String, i64)>), StoreError> {
     let mut ids = HashMap::with_capacity(names.len());
     let mut missing = Vec::new();
     {
@@ -202,31 +209,63 @@ pub(crate) async fn ingest_once<B: Backend>(
     report.stored = fresh.len() as u64;
     if fresh.is_empty() {
         conn.commit().await?;
-        return Ok((report, Vec::new()));
+        return Ok((report, Learned::default()));
     }
-    let (event_ids, learned) = insert_events(store, &mut conn, &fresh).await?;
+    let (event_ids, type_of, types) = insert_events(store, &mut conn, &fresh).await?;
 
     let groups = route(&fresh, rules);
-    if groups.is_empty() {
-        conn.commit().await?;
-        return Ok((report, learned));
+    if !groups.is_empty() {
+        let open = lock_open_streams::<B>(&mut conn, &groups).await?;
+        let plan = plan_streams(&groups, open, &fresh, rules, now, &mut report)?;
+        let (targets, created) = write_streams::<B>(&mut conn, &groups, plan).await?;
+        insert_memberships::<B>(
+            &mut conn,
+            &groups,
+            &targets,
+            &fresh,
+            &event_ids,
+            &mut report,
+        )
+        .await?;
+        insert_dist_traits::<B>(&mut conn, &groups, &targets, &created).await?;
     }
-    let open = lock_open_streams::<B>(&mut conn, &groups).await?;
-    let plan = plan_streams(&groups, open, &fresh, rules, now, &mut report)?;
-    let (targets, created) = write_streams::<B>(&mut conn, &groups, plan).await?;
-    insert_memberships::<B>(
-        &mut conn,
-        &groups,
-        &targets,
-        &fresh,
-        &event_ids,
-        &mut report,
-    )
-    .await?;
-    insert_dist_traits::<B>(&mut conn, &groups, &targets, &created).await?;
+    let traits = count_events(store, &mut conn, &fresh, &type_of).await?;
 
     conn.commit().await?;
-    Ok((report, learned))
+    Ok((report, Learned { types, traits }))
+}
+
+/// Step 9, last so that its hot counter rows are locked for the shortest time: the
+/// console's counters and trait signatures ([`super::tally`]). Returns the signatures
+/// recorded.
+async fn count_events<B: Backend>(
+    store: &SqlStore<B>,
+    conn: &mut B::Conn,
+    fresh: &[&Event],
+    type_of: &[i64],
+) -> Result<Vec<TraitSig>, StoreError> {
+    let mut counts = EventTally::default();
+    for (e, &t) in fresh.iter().zip(type_of) {
+        counts.add(t, micros(e.timestamp), 1);
+    }
+    counts.write::<B>(conn, shard_of::<B>(fresh)).await?;
+    let sigs = match store.trait_sigs.lock() {
+        Ok(known) => tally::new_signatures(fresh, type_of, &known),
+        Err(_) => tally::new_signatures(fresh, type_of, &Default::default()),
+    };
+    tally::write_signatures::<B>(conn, &sigs).await?;
+    Ok(sigs)
+}
+
+/// The counter shard a batch writes to: from its first message id, so concurrent
+/// batches spread without a random number generator.
+pub(crate) fn shard_of<B: Backend>(fresh: &[&Event]) -> i64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(e) = fresh.first() {
+        e.message_id.hash(&mut h);
+    }
+    (h.finish() % B::TALLY_SHARDS.max(1) as u64) as i64
 }
 
 /// The batch without repeated message_ids (the first occurrence wins).
@@ -257,19 +296,22 @@ async fn not_yet_stored<'e, B: Backend>(
         .collect())
 }
 
-/// Steps 2 to 4: event types, the events (their ids, in `fresh` order) and traits.
+/// Steps 2 to 4: event types, the events and traits. Returns the events' ids and
+/// type ids (in `fresh` order) and the event types learned.
 async fn insert_events<B: Backend>(
     store: &SqlStore<B>,
     conn: &mut B::Conn,
     fresh: &[&Event],
-) -> Result<(Vec<i64>, Learned), StoreError> {
+) -> Result<(Vec<i64>, Vec<i64>, Vec<(String, i64)>), StoreError> {
     let names = fresh.iter().map(|e| e.event_type.as_str()).collect();
     let (type_ids, learned) = event_type_ids(store, conn, names).await?;
 
     let mut args = Vec::with_capacity(fresh.len() * 3);
     let mut keys = Vec::with_capacity(fresh.len());
+    let mut type_of = Vec::with_capacity(fresh.len());
     for e in fresh {
         let type_id = type_ids.get(&e.event_type).copied().unwrap_or_default();
+        type_of.push(type_id);
         args.push(e.message_id.as_str().into());
         args.push(Arg::Int(type_id));
         args.push(Arg::Int(micros(e.timestamp)));
@@ -306,7 +348,7 @@ async fn insert_events<B: Backend>(
         B::LIMITS,
     ))
     .await?;
-    Ok((event_ids, learned))
+    Ok((event_ids, type_of, learned))
 }
 
 /// Step 5: the fresh events grouped by the stream key the rules route them to, in

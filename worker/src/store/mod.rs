@@ -28,6 +28,7 @@ pub mod mysql;
 mod rows;
 pub mod sql;
 pub mod sqlite;
+pub mod tally;
 
 use crate::event::{Event, TraitType};
 use crate::timex::TimeRange;
@@ -541,8 +542,47 @@ pub trait Store: Send + Sync {
     async fn count_events(&self, query: &EventQuery) -> Result<u64, StoreError>;
     /// Every event type stored, sorted.
     async fn event_types(&self) -> Result<Vec<String>, StoreError>;
-    /// Names and types of the traits seen on events of a type, sorted by name.
+    /// Names and types of the traits seen on events of a type, sorted by name (the
+    /// signatures [`tally`] records as events are stored).
     async fn trait_names(&self, event_type: &str) -> Result<Vec<(String, TraitType)>, StoreError>;
+
+    // What the console shows at a glance; each is one bounded query (see [`tally`]).
+
+    /// Streams in each state, every state listed (one grouped query).
+    async fn stream_state_counts(&self) -> Result<Vec<(StreamState, u64)>, StoreError>;
+    /// Events stored per event type, sorted by name.
+    async fn event_type_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Events per minute of `generated` in `[from, to)`; minutes without events are
+    /// left out.
+    async fn events_per_minute(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, u64)>, StoreError>;
+    /// Events of `event_type` per UTC day in `[from, to)`; days without events are
+    /// left out.
+    async fn events_per_day(
+        &self,
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, u64)>, StoreError>;
+    /// Pipeline runs finished per minute and outcome in `[from, to)`.
+    async fn pipeline_runs(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<tally::RunMinute>, StoreError>;
+    /// Records that collector `name` stored events at `seen`, the newest generated at
+    /// `generated` (the later times win over what is recorded).
+    async fn mark_collector(
+        &self,
+        name: &str,
+        seen: DateTime<Utc>,
+        generated: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Every collector that ever stored events, by name.
+    async fn collectors(&self) -> Result<Vec<tally::CollectorSeen>, StoreError>;
 }
 
 /// Opens the store a database URL names: `sqlite://path` / `sqlite::memory:` or

@@ -87,10 +87,21 @@ impl Backend for MySqlBackend {
     const FOR_UPDATE_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const RETURNING: bool = false;
     const TRAIT_EQUALITY_AS_IN: bool = false;
+    const TALLY_SHARDS: i64 = 8;
 
     fn upsert_tail(_pk: &str, cols: &[&str]) -> String {
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
         format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+    }
+
+    fn add_tail(_pk: &str, col: &str) -> String {
+        format!(" ON DUPLICATE KEY UPDATE {col} = {col} + VALUES({col})")
+    }
+
+    fn collector_tail() -> String {
+        " ON DUPLICATE KEY UPDATE last_seen = GREATEST(last_seen, VALUES(last_seen)), \
+         last_generated = GREATEST(last_generated, VALUES(last_generated))"
+            .into()
     }
 
     async fn begin_write(&self) -> Result<MySqlConn, StoreError> {

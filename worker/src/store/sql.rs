@@ -248,6 +248,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The tail of an insert that updates `cols` of the existing row with the same
     /// primary key `pk` instead.
     fn upsert_tail(pk: &str, cols: &[&str]) -> String;
+    /// The tail of an insert that adds the new row's `col` to the existing row's
+    /// instead (counters: `col = col + new`).
+    fn add_tail(pk: &str, col: &str) -> String;
+    /// The tail of the `collector_seen` insert: the later times win.
+    fn collector_tail() -> String;
+    /// Counter rows per key that concurrent writers spread over (see
+    /// [`super::tally`]); 1 where writers take turns anyway (SQLite).
+    const TALLY_SHARDS: i64;
 
     /// A connection in a transaction that will write (SQLite: `BEGIN IMMEDIATE`).
     async fn begin_write(&self) -> Result<Self::Conn, StoreError>;

@@ -69,10 +69,21 @@ impl Backend for SqliteBackend {
     const FOR_UPDATE_SKIP_LOCKED: &'static str = "";
     const RETURNING: bool = true;
     const TRAIT_EQUALITY_AS_IN: bool = true;
+    const TALLY_SHARDS: i64 = 1;
 
     fn upsert_tail(pk: &str, cols: &[&str]) -> String {
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();
         format!(" ON CONFLICT ({pk}) DO UPDATE SET {}", sets.join(", "))
+    }
+
+    fn add_tail(pk: &str, col: &str) -> String {
+        format!(" ON CONFLICT ({pk}) DO UPDATE SET {col} = {col} + excluded.{col}")
+    }
+
+    fn collector_tail() -> String {
+        " ON CONFLICT (name) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen), \
+         last_generated = MAX(last_generated, excluded.last_generated)"
+            .into()
     }
 
     async fn begin_write(&self) -> Result<SqliteConn, StoreError> {

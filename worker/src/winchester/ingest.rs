@@ -12,8 +12,12 @@ use crate::event::Event;
 use crate::store::{IngestReport, Store, StoreError};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How often a collector records that it is still storing events
+/// ([`Store::mark_collector`]): one small write per interval, not per batch.
+const COLLECTOR_MARK_EVERY: Duration = Duration::from_secs(5);
 
 /// Counts since the last statistics line.
 #[derive(Debug, Default)]
@@ -32,6 +36,10 @@ pub struct TriggerManager {
     /// time-sync service, which yagi published each notification's timestamp to).
     time_sync: Option<Arc<FollowingClock>>,
     stats: Stats,
+    /// The collector's name (a cell), when this manager stores a collector's
+    /// notifications; the console shows when each was last seen.
+    collector: OnceLock<String>,
+    last_mark: Mutex<Option<Instant>>,
 }
 
 /// The result of ingesting a batch of notifications.
@@ -57,6 +65,8 @@ impl TriggerManager {
             clock,
             time_sync: None,
             stats: Stats::default(),
+            collector: OnceLock::new(),
+            last_mark: Mutex::new(None),
         }
     }
 
@@ -65,6 +75,39 @@ impl TriggerManager {
     pub fn with_time_sync(mut self, clock: Arc<FollowingClock>) -> Self {
         self.time_sync = Some(clock);
         self
+    }
+
+    /// Names the collector whose notifications this manager stores (set once; later
+    /// calls are ignored).
+    pub fn set_collector(&self, name: &str) {
+        if !name.is_empty() {
+            let _ = self.collector.set(name.to_string());
+        }
+    }
+
+    /// Records, at most every [`COLLECTOR_MARK_EVERY`], that the collector stored
+    /// `events`. Best effort: a failure is logged and the batch stays acked-able.
+    async fn mark_collector(&self, events: &[Event]) {
+        let Some(name) = self.collector.get() else {
+            return;
+        };
+        let Some(newest) = events.iter().map(|e| e.timestamp).max() else {
+            return;
+        };
+        {
+            let mut last = self.last_mark.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < COLLECTOR_MARK_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        if let Err(e) = self
+            .store
+            .mark_collector(name, chrono::Utc::now(), newest)
+            .await
+        {
+            tracing::warn!(collector = %name, error = %e, "could not record the collector as seen");
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -128,6 +171,7 @@ impl TriggerManager {
             .ingest(events, self.triggers.as_ref(), self.clock.now())
             .await?;
         self.stats.saved.fetch_add(report.stored, Ordering::Relaxed);
+        self.mark_collector(events).await;
         if report.duplicates > 0 {
             tracing::info!(duplicates = report.duplicates, "skipped duplicate events");
         }

@@ -50,6 +50,7 @@ macro_rules! store_conformance {
             untyped_trait_matches,
             reset_and_delete_streams,
             ids_differing_by_trailing_spaces_are_distinct,
+            console_tallies_follow_the_store,
         );
     };
 }
@@ -1540,4 +1541,183 @@ pub async fn stream_event_windows(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The console's counters ([`worker::store::tally`]) equal what is stored: after
+/// ingest (a repeated batch counting once), after a trim, and for finished runs.
+pub async fn console_tallies_follow_the_store(store: Arc<dyn Store>) {
+    use worker::store::tally::RunOutcome;
+    let day2 = secs(86_400);
+    let mut events = vec![
+        inst("a", "i-1", secs(0)),
+        inst("b", "i-1", secs(30)),
+        inst("c", "i-2", secs(61)),
+        ev(
+            "d",
+            "compute.instance.exists",
+            day2,
+            &[("tenant_id", "t-1")],
+        ),
+    ];
+    let mut typed = every_type_event("e");
+    typed.timestamp = day2;
+    events.push(typed);
+    store.ingest(&events, &rules(), day2).await.unwrap();
+    store.ingest(&events, &rules(), day2).await.unwrap();
+
+    async fn assert_counts_match(store: &dyn Store) {
+        let types = store.event_type_counts().await.unwrap();
+        assert!(!types.is_empty());
+        for (t, n) in &types {
+            let q = EventQuery {
+                event_type: Some(t.clone()),
+                ..EventQuery::default()
+            };
+            assert_eq!(*n, store.count_events(&q).await.unwrap(), "events of {t}");
+        }
+        let per_minute: u64 = store
+            .events_per_minute(secs(-86_400), secs(10 * 86_400))
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            per_minute,
+            store.count_events(&EventQuery::default()).await.unwrap()
+        );
+        for (s, n) in store.stream_state_counts().await.unwrap() {
+            let q = StreamQuery {
+                state: Some(s),
+                ..StreamQuery::default()
+            };
+            assert_eq!(n, store.count_streams(&q).await.unwrap(), "{s:?} streams");
+        }
+    }
+    assert_counts_match(&*store).await;
+    let minute = |t: DateTime<Utc>| t.duration_trunc(Duration::minutes(1)).unwrap();
+    assert_eq!(
+        store.events_per_minute(secs(0), secs(120)).await.unwrap(),
+        vec![(minute(secs(0)), 2), (minute(secs(61)), 1)]
+    );
+    let day = |t: DateTime<Utc>| t.duration_trunc(Duration::days(1)).unwrap();
+    assert_eq!(
+        store
+            .events_per_day("compute.instance.update", secs(0), day2 + Duration::days(1))
+            .await
+            .unwrap(),
+        vec![(day(secs(0)), 3)]
+    );
+    assert_eq!(
+        store
+            .trait_names("compute.instance.exists")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<HashSet<_>>()
+            .len(),
+        every_type_event("x").traits.len() + 1,
+        "the typed event's traits and tenant_id"
+    );
+
+    // A trim takes its events back out of the counters.
+    assert_eq!(store.trim_events(secs(45), 100).await.unwrap(), 2);
+    assert_counts_match(&*store).await;
+    assert_eq!(
+        store.events_per_minute(secs(0), secs(120)).await.unwrap(),
+        vec![(minute(secs(61)), 1)]
+    );
+
+    // Runs, told apart by what the run found: a fire completed, one failed, an expiry.
+    let more: Vec<Event> = (0..4)
+        .flat_map(|i| {
+            let id = format!("r-{i}");
+            [
+                inst(&format!("{id}-1"), &id, day2),
+                inst(&format!("{id}-2"), &id, day2),
+            ]
+        })
+        .collect();
+    store.ingest(&more, &rules(), day2).await.unwrap();
+    let fired = store
+        .claim_ready(
+            ReadyKind::Fire,
+            day2 + Duration::seconds(1),
+            2,
+            day2 + Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), 2);
+    store
+        .finish_stream(fired[0].id, fired[0].state_serial_no, Outcome::Completed)
+        .await
+        .unwrap();
+    store
+        .finish_stream(fired[1].id, fired[1].state_serial_no, Outcome::Error)
+        .await
+        .unwrap();
+    let later = day2 + Duration::hours(3);
+    let expired = store
+        .claim_ready(ReadyKind::Expire, later, 1, later + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    store
+        .finish_stream(expired[0].id, expired[0].state_serial_no, Outcome::Purge)
+        .await
+        .unwrap();
+    // A lost claim counts nothing.
+    store
+        .finish_stream(expired[0].id, expired[0].state_serial_no, Outcome::Purge)
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let mut runs: Vec<(RunOutcome, u64)> = store
+        .pipeline_runs(now - Duration::minutes(5), now + Duration::minutes(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.outcome, r.runs))
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        vec![
+            (RunOutcome::Fired, 1),
+            (RunOutcome::Expired, 1),
+            (RunOutcome::FireError, 1)
+        ]
+    );
+    assert_counts_match(&*store).await;
+
+    // Collectors: the later times win.
+    store
+        .mark_collector("cell-1", secs(100), secs(90))
+        .await
+        .unwrap();
+    store
+        .mark_collector("cell-1", secs(50), secs(95))
+        .await
+        .unwrap();
+    store
+        .mark_collector("cell-2", secs(10), secs(5))
+        .await
+        .unwrap();
+    let seen = store.collectors().await.unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        (
+            seen[0].name.as_str(),
+            seen[0].last_seen,
+            seen[0].last_generated
+        ),
+        (
+            "cell-1",
+            secs(100).duration_trunc(Duration::microseconds(1)).unwrap(),
+            secs(95)
+        )
+    );
+    assert_eq!(seen[1].name, "cell-2");
 }

@@ -1,84 +1,139 @@
-//! `/ui/`: the region at a glance. Streams by state, events stored in the last hour
-//! and day, the usage audit's verifications of the last seven days, and the streams
-//! that need someone (error, expire_error). Each number is one bounded, indexed query.
+//! `/ui/`: the region at a glance. Events per minute, pipeline runs (fires, expiries,
+//! failures), streams by state, the usage audit's last seven days, when each collector
+//! was last seen, and the streams that need someone. Every number comes from a
+//! maintained counter or one bounded query (see `worker::store::tally`), so the page
+//! costs the same on a day-old sandbox and on a region of a billion events.
 
+use super::super::chart::{self, Series};
 use super::super::layout::{self, Nav};
 use super::super::session;
+use super::super::time;
 use super::super::PageResult;
 use super::streams_table;
+use crate::collectors::CollectorView;
+use crate::params::Query;
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
-use chrono::{Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use maud::{html, Markup};
-use worker::store::{EventQuery, Page, StreamQuery, StreamState};
+use std::collections::BTreeMap;
+use worker::store::tally::{CollectorSeen, RunOutcome};
+use worker::store::{Page, StreamQuery, StreamState};
 
 /// The usage audit's outcome event types (the usage handler adds them).
-const VERIFIED: &str = "compute.instance.exists.verified";
-const FAILED: &str = "compute.instance.exists.failed";
+pub(crate) const VERIFIED: &str = "compute.instance.exists.verified";
+pub(crate) const FAILED: &str = "compute.instance.exists.failed";
 
-/// Two bars per day (verified, failed), as inline SVG: no script, no library.
-fn usage_chart(days: &[(String, u64, u64)]) -> Markup {
-    let max = days
-        .iter()
-        .map(|(_, v, f)| v.max(f))
-        .max()
-        .copied()
-        .unwrap_or(0)
-        .max(1);
-    let h = 80.0;
-    let w = 36.0;
-    html! {
-        svg.bars role="img" aria-label="Usage verifications per day" width=(w * days.len() as f64) height=(h + 14.0) {
-            @for (i, (day, v, f)) in days.iter().enumerate() {
-                @let x = i as f64 * w;
-                @let hv = h * (*v as f64) / (max as f64);
-                @let hf = h * (*f as f64) / (max as f64);
-                rect x=(x + 4.0) y=(h - hv) width="12" height=(hv) { title { (day) ": " (v) " verified" } }
-                rect x=(x + 18.0) y=(h - hf) width="12" height=(hf) style="fill: #cf222e" { title { (day) ": " (f) " failed" } }
-                text x=(x + 4.0) y=(h + 12.0) { (&day[5..]) }
-            }
+/// A collector that stored nothing for this long is flagged.
+const QUIET_AFTER: Duration = Duration::minutes(10);
+
+/// The time window the charts show.
+#[derive(Clone, Copy, PartialEq)]
+enum Range {
+    Hour,
+    Day,
+}
+
+impl Range {
+    fn span(self) -> Duration {
+        match self {
+            Range::Hour => Duration::hours(1),
+            Range::Day => Duration::days(1),
+        }
+    }
+    /// One bar per minute for the hour, per ten minutes for the day.
+    fn bucket(self) -> Duration {
+        match self {
+            Range::Hour => Duration::minutes(1),
+            Range::Day => Duration::minutes(10),
+        }
+    }
+    fn label_every(self) -> usize {
+        match self {
+            Range::Hour => 10,
+            Range::Day => 18,
         }
     }
 }
 
-/// `GET /ui/`
-pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+/// `GET /ui/[?range=hour|day]`
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     session::check_read(&state, &headers, "/ui/")?;
-    let store = state.store()?;
-    let mut by_state = Vec::new();
-    for s in StreamState::ALL {
-        let n = store
-            .count_streams(&StreamQuery {
-                state: Some(s),
-                ..StreamQuery::default()
-            })
-            .await?;
-        by_state.push((s, n));
-    }
-    let now = Utc::now();
-    let since = |d: Duration| EventQuery {
-        from: Some(now - d),
-        ..EventQuery::default()
+    let q = Query::parse(raw.as_deref());
+    let range = match q.get("range") {
+        Some("day") => Range::Day,
+        _ => Range::Hour,
     };
-    let last_hour = store.count_events(&since(Duration::hours(1))).await?;
-    let last_day = store.count_events(&since(Duration::days(1))).await?;
-    let today = now.duration_trunc(Duration::days(1)).unwrap_or(now);
-    let mut days = Vec::new();
-    for back in (0..7).rev() {
-        let from = today - Duration::days(back);
-        let to = from + Duration::days(1);
-        let count = |t: &str| EventQuery {
-            from: Some(from),
-            to: Some(to),
-            event_type: Some(t.into()),
-            ..EventQuery::default()
-        };
-        let v = store.count_events(&count(VERIFIED)).await?;
-        let f = store.count_events(&count(FAILED)).await?;
-        days.push((from.format("%Y-%m-%d").to_string(), v, f));
+    let store = state.store()?;
+    let now = Utc::now();
+    // Whole minutes, the current one included: [to - span, to).
+    let to = now.duration_trunc(Duration::minutes(1)).unwrap_or(now) + Duration::minutes(1);
+    let day_from = to - Duration::days(1);
+    let from = to - range.span();
+
+    let minutes = store.events_per_minute(day_from, to).await?;
+    let last_hour: u64 = minutes
+        .iter()
+        .filter(|(t, _)| *t >= to - Duration::hours(1))
+        .map(|(_, n)| n)
+        .sum();
+    let last_day: u64 = minutes.iter().map(|(_, n)| n).sum();
+    let events = chart::fill(
+        from,
+        to,
+        range.bucket(),
+        1,
+        minutes.iter().map(|(t, n)| (*t, 0, *n)),
+    );
+
+    let runs = store.pipeline_runs(from, to).await?;
+    let mut run_totals: BTreeMap<RunOutcome, u64> = BTreeMap::new();
+    for r in &runs {
+        *run_totals.entry(r.outcome).or_default() += r.runs;
     }
+    let run_series = |o: RunOutcome| match o {
+        RunOutcome::Fired => 0,
+        RunOutcome::Expired => 1,
+        RunOutcome::FireError | RunOutcome::ExpireError => 2,
+        RunOutcome::Retried => 3,
+    };
+    let run_chart = chart::fill(
+        from,
+        to,
+        range.bucket(),
+        4,
+        runs.iter()
+            .map(|r| (r.minute, run_series(r.outcome), r.runs)),
+    );
+
+    let by_state = store.stream_state_counts().await?;
+    let total_streams: u64 = by_state.iter().map(|(_, n)| n).sum();
+
+    let today = now.duration_trunc(Duration::days(1)).unwrap_or(now);
+    let week_from = today - Duration::days(6);
+    let week_to = today + Duration::days(1);
+    let verified = store.events_per_day(VERIFIED, week_from, week_to).await?;
+    let failed = store.events_per_day(FAILED, week_from, week_to).await?;
+    let days = chart::fill(
+        week_from,
+        week_to,
+        Duration::days(1),
+        2,
+        verified
+            .iter()
+            .map(|(t, n)| (*t, 0, *n))
+            .chain(failed.iter().map(|(t, n)| (*t, 1, *n))),
+    );
+
+    let seen = store.collectors().await?;
+    let sampled = state.collectors().views();
+
     let problems = store
         .find_streams(&StreamQuery {
             state: Some(StreamState::Error),
@@ -90,13 +145,49 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> P
             ..StreamQuery::default()
         })
         .await?;
-    let total_streams: u64 = by_state.iter().map(|(_, n)| n).sum();
+
+    let per_min = |n: u64| format!("{:.1}", n as f64 / range.span().num_minutes() as f64);
+    let span_name = match range {
+        Range::Hour => "last hour",
+        Range::Day => "last 24 h",
+    };
+    let hhmm = |t: DateTime<Utc>| t.format("%H:%M").to_string();
     let body = html! {
         h1 { "Overview" }
+        p.note { "Times are UTC (+00:00). The charts cover the " (span_name) " in whole minutes, up to "
+            (time::at(to)) ". "
+            @if range == Range::Hour { a href="/ui/?range=day" { "Show the last 24 hours" } }
+            @else { a href="/ui/?range=hour" { "Show the last hour" } }
+        }
         div.cards {
-            div.card { div.n { (last_hour) } div.l { "events stored, last hour" } }
-            div.card { div.n { (last_day) } div.l { "events stored, last 24 h" } }
-            div.card { div.n { (total_streams) } div.l { "streams" } }
+            div.card { div.n id="events-hour" { (last_hour) } div.l { "events stored, last hour" } }
+            div.card { div.n id="events-day" { (last_day) } div.l { "events stored, last 24 h" } }
+            div.card { div.n id="streams-total" { (total_streams) } div.l { "streams" } }
+            div.card { div.n { (per_min(run_totals.get(&RunOutcome::Fired).copied().unwrap_or(0))) } div.l { "fires per minute, " (span_name) } }
+            div.card { div.n { (per_min(run_totals.get(&RunOutcome::Expired).copied().unwrap_or(0))) } div.l { "expiries per minute, " (span_name) } }
+            div.card { div.n { (run_totals.get(&RunOutcome::FireError).copied().unwrap_or(0) + run_totals.get(&RunOutcome::ExpireError).copied().unwrap_or(0)) } div.l { "pipeline failures, " (span_name) } }
+        }
+        h2 { "Events stored per " (if range == Range::Hour { "minute" } else { "10 minutes" }) }
+        @if last_day == 0 {
+            div.empty { p { "No event generated in the last 24 hours is stored. Point yagi-event at a cell's RabbitMQ, or run the sandbox (./build.sh); events count by the time their notification was generated." } }
+        } @else {
+            (chart::bars(&format!("Events stored, {span_name}"), &[Series { name: "events", class: "s1" }], &events, range.label_every(), hhmm))
+        }
+        h2 { "Pipeline runs" }
+        @if runs.is_empty() {
+            p.note { "No pipeline run finished in the " (span_name) ". Streams fire or expire when their trigger says so; pipeline-workers run them." }
+        } @else {
+            (chart::bars(&format!("Pipeline runs, {span_name}"),
+                &[Series { name: "fired", class: "s1" }, Series { name: "expired", class: "s2" },
+                  Series { name: "failed", class: "s3" }, Series { name: "retried", class: "s4" }],
+                &run_chart, range.label_every(), hhmm))
+            div.table-wrap { table {
+                thead { tr { th scope="col" { "Outcome" } th.num scope="col" { "Runs, " (span_name) } th.num scope="col" { "Per minute" } } }
+                tbody { @for o in RunOutcome::ALL {
+                    @let n = run_totals.get(&o).copied().unwrap_or(0);
+                    tr { th scope="row" { (o.name()) } td.num { (n) } td.num { (per_min(n)) } }
+                } }
+            } }
         }
         h2 { "Streams by state" }
         div.cards {
@@ -107,15 +198,23 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> P
                 }
             }
         }
+        h2 { "Collectors" }
+        (collectors(&seen, &sampled, now))
         h2 { "Usage audit, last 7 days (UTC days)" }
-        @if days.iter().all(|(_, v, f)| *v == 0 && *f == 0) {
+        @if days.iter().all(|(_, v)| v.iter().all(|n| *n == 0)) {
             div.empty { p { "No usage verification yet: the usage pipeline writes "
                 code { (VERIFIED) } " and " code { (FAILED) } " events when its streams fire." } }
         } @else {
-            (usage_chart(&days))
+            (chart::bars("Usage verifications per day",
+                &[Series { name: "verified", class: "s1" }, Series { name: "failed", class: "s3" }],
+                &days, 1, |t| t.format("%m-%d").to_string()))
             div.table-wrap { table {
                 thead { tr { th scope="col" { "Day" } th.num scope="col" { "Verified" } th.num scope="col" { "Failed" } } }
-                tbody { @for (d, v, f) in &days { tr { td { (d) } td.num { (v) } td.num { (f) } } } }
+                tbody { @for (d, v) in &days { tr {
+                    td { (d.format("%Y-%m-%d")) }
+                    td.num { (v[0]) }
+                    td.num { @if v[1] > 0 { a href={"/ui/usage"} { (v[1]) } } @else { "0" } }
+                } } }
             } }
         }
         h2 { "Streams in error" }
@@ -126,4 +225,68 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> P
         }
     };
     Ok(layout::page("Overview", Some(Nav::Overview), body).into_response())
+}
+
+/// Each collector: when it last stored events (from the store) and, when `stv3-api`
+/// samples its metrics, what it received.
+fn collectors(seen: &[CollectorSeen], sampled: &[CollectorView], now: DateTime<Utc>) -> Markup {
+    let mut names: Vec<&str> = seen.iter().map(|c| c.name.as_str()).collect();
+    for v in sampled {
+        if !names.contains(&v.name.as_str()) {
+            names.push(&v.name);
+        }
+    }
+    names.sort_unstable();
+    if names.is_empty() {
+        return html! { div.empty { p { "No collector has stored events yet. Each cell's yagi-event records itself here as it stores (the operator names it after the cell). Give stv3-api "
+        code { "--collector NAME=URL" } " to also see what each receives, from its metrics." } } };
+    }
+    html! {
+        div.table-wrap { table id="collectors" {
+            thead { tr {
+                th scope="col" { "Collector" } th scope="col" { "Last stored events" }
+                th scope="col" { "Newest event generated" } th scope="col" { "Metrics" }
+                th.num scope="col" { "Received per minute" } th.num scope="col" { "Dead-lettered" }
+            } }
+            tbody {
+                @for name in names {
+                    @let stored = seen.iter().find(|c| c.name == name);
+                    @let view = sampled.iter().find(|v| v.name == name);
+                    tr {
+                        th scope="row" { (name) }
+                        td {
+                            @match stored {
+                                Some(c) => {
+                                    (time::at(c.last_seen)) br;
+                                    @if now - c.last_seen > QUIET_AFTER {
+                                        strong.warn { "quiet for " (time::duration(c.last_seen, now)) }
+                                    } @else {
+                                        span.muted { (time::duration(c.last_seen, now)) " ago" }
+                                    }
+                                }
+                                None => span.muted { "never" },
+                            }
+                        }
+                        td { @if let Some(c) = stored { (time::at(c.last_generated)) } }
+                        td {
+                            @match view {
+                                None => span.muted { "not sampled" },
+                                Some(v) => {
+                                    @if let Some((at, e)) = &v.failing {
+                                        strong.warn { "not answering" } " since " (time::at(*at)) ": " (e)
+                                    } @else if let Some((at, _)) = &v.last_answer {
+                                        "answered " (time::duration(*at, now)) " ago"
+                                    } @else {
+                                        span.muted { "not sampled yet" }
+                                    }
+                                }
+                            }
+                        }
+                        td.num { @if let Some(v) = view { @if let Some((_, n)) = v.received_per_minute.last() { (format!("{n:.0}")) } } }
+                        td.num { @if let Some((_, t)) = view.and_then(|v| v.last_answer) { (format!("{:.0}", t.dead_lettered)) } }
+                    }
+                }
+            }
+        } }
+    }
 }

@@ -35,8 +35,7 @@ struct UploadArgs {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let BackupCommand::Upload(args) = args.command;
-    // reqwest is built without a default TLS provider: ring, as everywhere else.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    worker::install_crypto_provider();
     let target = S3Target::from_env(|name| std::env::var(name).ok())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
