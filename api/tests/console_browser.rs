@@ -459,5 +459,40 @@ async fn the_console_works_in_a_browser() {
         vec!["Event types"]
     );
 
+    // By keyboard alone: the first Tab reaches the skip link; tabbing on reaches the
+    // navigation, and Enter on a section opens it.
+    c.goto(&s.url("/ui/")).await.unwrap();
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let first = c.active_element().await.unwrap();
+    assert_eq!(first.text().await.unwrap(), "Skip to content");
+    let mut focused = first;
+    for _ in 0..10 {
+        if focused.text().await.unwrap() == "Streams" {
+            break;
+        }
+        focused.send_keys("\u{E004}").await.unwrap();
+        focused = c.active_element().await.unwrap();
+    }
+    assert_eq!(
+        focused.text().await.unwrap(),
+        "Streams",
+        "Tab reaches the navigation"
+    );
+    js(&c, "window.__stv3_before_click = true; return null").await;
+    focused.send_keys("\u{E007}").await.unwrap();
+    let started = Instant::now();
+    while c.current_url().await.unwrap().path() != "/ui/streams" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "Enter opened nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     c.close().await.expect("the session closes");
 }

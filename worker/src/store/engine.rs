@@ -96,7 +96,11 @@ fn push_page<'a>(sql: &mut Sql<'a>, page: &Page, id_col: &str) {
     }
 }
 
-fn push_stream_filters<'a>(sql: &mut Sql<'a>, q: &'a StreamQuery) {
+/// `eq_as_in`: see [`Backend::TRAIT_EQUALITY_AS_IN`]; a distinguishing trait's
+/// equality is then `id IN (SELECT stream_id …)`, which SQLite answers from the
+/// (name, value) index instead of probing every stream (50 ms at 15,000 streams for a
+/// value no stream has).
+fn push_stream_filters<'a>(sql: &mut Sql<'a>, q: &'a StreamQuery, eq_as_in: bool) {
     sql.push(" WHERE 1 = 1");
     if let Some(id) = q.stream_id {
         sql.push(" AND id = ").bind(id);
@@ -114,24 +118,35 @@ fn push_stream_filters<'a>(sql: &mut Sql<'a>, q: &'a StreamQuery) {
         sql.push(" AND name = ").bind(name.as_str());
     }
     for (name, value) in &q.distinguishing_traits {
-        sql.push(
-            " AND EXISTS (SELECT 1 FROM stream_dist_trait d WHERE d.stream_id = stream.id \
-             AND d.name = ",
-        )
-        .bind(name.as_str())
-        .push(" AND ");
+        if eq_as_in {
+            sql.push(" AND id IN (SELECT d.stream_id FROM stream_dist_trait d WHERE d.name = ");
+        } else {
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM stream_dist_trait d WHERE d.stream_id = stream.id \
+                 AND d.name = ",
+            );
+        }
+        sql.bind(name.as_str()).push(" AND ");
         dist_condition(value, sql);
         sql.push(")");
     }
     for m in &q.dist_matches {
-        sql.push(
-            " AND EXISTS (SELECT 1 FROM stream_dist_trait d WHERE d.stream_id = stream.id \
-             AND d.name = ",
-        )
-        .bind(m.name.as_str())
-        .push(" AND (1 = 0");
-        for value in &m.values {
-            sql.push(" OR (");
+        if eq_as_in {
+            sql.push(" AND id IN (SELECT d.stream_id FROM stream_dist_trait d WHERE d.name = ");
+        } else {
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM stream_dist_trait d WHERE d.stream_id = stream.id \
+                 AND d.name = ",
+            );
+        }
+        // No `1 = 0 OR …` lead: with it SQLite scans the table instead of taking
+        // one index per alternative.
+        sql.bind(m.name.as_str()).push(" AND (");
+        if m.values.is_empty() {
+            sql.push("1 = 0");
+        }
+        for (i, value) in m.values.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { " OR (" });
             if let DistValue::Datetime(t) = value {
                 // A datetime also finds the stream of the time range holding it.
                 sql.push("d.dt_datetime = ")
@@ -681,7 +696,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn find_streams(&self, query: &StreamQuery) -> Result<Vec<Stream>, StoreError> {
         let mut sql = Sql::new(format!("SELECT {STREAM_COLS} FROM stream"));
-        push_stream_filters(&mut sql, query);
+        push_stream_filters(&mut sql, query, B::TRAIT_EQUALITY_AS_IN);
         push_page(&mut sql, &query.page, "id");
         let mut conn = self.backend.read().await?;
         streams_from_rows(&conn.fetch(&sql).await?)
@@ -786,7 +801,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError> {
         let mut sql = Sql::new("SELECT COUNT(*) FROM stream");
-        push_stream_filters(&mut sql, query);
+        push_stream_filters(&mut sql, query, B::TRAIT_EQUALITY_AS_IN);
         let mut conn = self.backend.read().await?;
         count_from(&conn.fetch(&sql).await?)
     }
