@@ -167,7 +167,25 @@ impl Drop for Container {
 fn run_to_end(id: &str, run: Run, timeout: Duration) -> Result<(i32, String)> {
     let c = Container::start(id, run)?;
     let code = c.wait_exit(timeout)?;
-    Ok((code, c.log_text()))
+    Ok((code, settled_log(&c)))
+}
+
+/// The log of an exited container once the shim has finished copying it: the shim
+/// copies the output to the file on its own, and after a quick exit on a loaded
+/// machine the file was read still empty (CI saw a one-line error missing). Waits for
+/// a non-empty log that holds still for 200 ms, up to 5 s.
+fn settled_log(c: &Container) -> String {
+    let start = Instant::now();
+    let mut last = c.log_text();
+    while start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = c.log_text();
+        if !now.is_empty() && now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
 
 /// Polls `probe` every 300 ms until it yields `Some`.
