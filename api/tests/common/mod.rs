@@ -164,7 +164,7 @@ pub async fn replayed(
         &config,
         store.clone(),
         generator.enumerate().map(|(i, n)| (i + 1, n)),
-        ReplayOptions { expire: false },
+        ReplayOptions::default(),
     )
     .await
     .expect("replay");

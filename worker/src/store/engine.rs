@@ -3,8 +3,8 @@
 //! dialect bits; every query and algorithm lives here and in [`super::ingest`].
 
 use super::rows::{
-    dist_condition, events_from_rows, micros, stream_from_row, streams_from_rows, trait_args,
-    EVENT_COLS, STREAM_COLS, TRAIT_COLS,
+    dist_condition, events_from_rows, from_micros, micros, stream_from_row, streams_from_rows,
+    trait_args, EVENT_COLS, STREAM_COLS, TRAIT_COLS,
 };
 use super::sql::{in_statements, is_conflict, Arg, Backend, Conn, DbRow, Sql};
 use super::tally::{self, TraitSig};
@@ -41,6 +41,20 @@ impl<B: Backend> SqlStore<B> {
 
     pub fn backend_ref(&self) -> &B {
         &self.backend
+    }
+
+    /// Caches what a committed ingest learned.
+    fn learn(&self, learned: super::ingest::Learned) {
+        if !learned.types.is_empty() {
+            if let Ok(mut cache) = self.type_ids.lock() {
+                cache.extend(learned.types);
+            }
+        }
+        if !learned.traits.is_empty() {
+            if let Ok(mut cache) = self.trait_sigs.lock() {
+                cache.extend(learned.traits);
+            }
+        }
     }
 }
 
@@ -580,19 +594,34 @@ impl<B: Backend> Store for SqlStore<B> {
         if events.is_empty() {
             return Ok(IngestReport::default());
         }
-        let (report, learned) =
-            retrying(move || super::ingest::ingest_once(self, events, rules, now)).await?;
-        if !learned.types.is_empty() {
-            if let Ok(mut cache) = self.type_ids.lock() {
-                cache.extend(learned.types);
-            }
-        }
-        if !learned.traits.is_empty() {
-            if let Ok(mut cache) = self.trait_sigs.lock() {
-                cache.extend(learned.traits);
-            }
-        }
+        let clocks = super::ingest::Clocks::At(now);
+        let (report, learned, _) =
+            retrying(move || super::ingest::ingest_once(self, events, rules, clocks)).await?;
+        self.learn(learned);
         Ok(report)
+    }
+
+    async fn ingest_timed(
+        &self,
+        events: &[Event],
+        rules: &dyn StreamRules,
+        times: &[DateTime<Utc>],
+    ) -> Result<(IngestReport, usize), StoreError> {
+        if events.is_empty() {
+            return Ok((IngestReport::default(), 0));
+        }
+        if times.len() != events.len() {
+            return Err(StoreError::Rules(format!(
+                "{} events and {} clocks",
+                events.len(),
+                times.len()
+            )));
+        }
+        let clocks = super::ingest::Clocks::PerEvent(times);
+        let (report, learned, consumed) =
+            retrying(move || super::ingest::ingest_once(self, events, rules, clocks)).await?;
+        self.learn(learned);
+        Ok((report, consumed))
     }
 
     async fn claim_ready(
@@ -666,6 +695,26 @@ impl<B: Backend> Store for SqlStore<B> {
         traits.bind(stream_id);
         let traits = conn.fetch(&traits).await?;
         events_from_rows(&heads, &traits)
+    }
+
+    async fn stream_message_ids(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<BTreeMap<StreamId, Vec<String>>, StoreError> {
+        let mut out: BTreeMap<StreamId, Vec<String>> = BTreeMap::new();
+        let mut conn = self.backend.read().await?;
+        for chunk in streams.chunks(1000) {
+            let mut sql = Sql::new(
+                "SELECT se.stream_id, e.message_id FROM stream_event se \
+                 JOIN event e ON e.id = se.event_id WHERE se.stream_id IN ",
+            );
+            sql.bind_tuple(chunk.iter().map(|id| Arg::Int(*id)))
+                .push(" ORDER BY se.stream_id, se.generated, se.event_id");
+            for r in conn.fetch(&sql).await? {
+                out.entry(r.int(0)?).or_default().push(r.text(1)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn finish_stream(
@@ -797,6 +846,38 @@ impl<B: Backend> Store for SqlStore<B> {
             .push(")");
         let mut conn = self.backend.read().await?;
         count_from(&conn.fetch(&sql).await?)
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Three index seeks in one statement: (state, fire_timestamp),
+        // (state, expire_timestamp), and whether any stream waits for a retry.
+        let active = i64::from(StreamState::Active.as_i16());
+        let mut sql = Sql::new("SELECT (SELECT fire_timestamp FROM stream WHERE state = ");
+        sql.bind(active)
+            .push(
+                " AND fire_timestamp IS NOT NULL ORDER BY fire_timestamp LIMIT 1), \
+                 (SELECT expire_timestamp FROM stream WHERE state = ",
+            )
+            .bind(active)
+            .push(
+                " AND expire_timestamp IS NOT NULL ORDER BY expire_timestamp LIMIT 1), \
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM stream WHERE state IN ",
+            )
+            .bind_tuple(
+                [StreamState::RetryFire, StreamState::RetryExpire].map(|s| Arg::from(s.as_i16())),
+            )
+            .push(" LIMIT 1) r)");
+        let mut conn = self.backend.read().await?;
+        let rows = conn.fetch(&sql).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        if row.opt_int(2)?.unwrap_or(0) > 0 {
+            return Ok(Some(DateTime::<Utc>::MIN_UTC));
+        }
+        let fire = row.opt_int(0)?.map(from_micros).transpose()?;
+        let expire = row.opt_int(1)?.map(from_micros).transpose()?;
+        Ok([fire, expire].into_iter().flatten().min())
     }
 
     async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError> {

@@ -10,6 +10,7 @@ mod check_config;
 mod db;
 mod distill;
 mod notigen;
+mod progress;
 mod replay;
 mod sandbox;
 mod timex;
