@@ -21,6 +21,10 @@ use worker::store;
 use worker::winchester::config::load_config;
 use worker::winchester::replay::{replay, ReplayOptions, ReplayOutcome};
 
+/// The allocator `stv3` uses, so both rates are the command's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -39,6 +43,11 @@ async fn run_replay(lines: &[String], reference: bool) -> (ReplayOutcome, f64) {
     let config = load_config(&root().join("etc/winchester.yaml")).expect("etc config");
     let store = store::open("sqlite::memory:").await.expect("sqlite");
     store.migrate().await.expect("migrate");
+    // As `stv3 replay` does with its default in-memory store.
+    store
+        .drop_query_indexes()
+        .await
+        .expect("drop query indexes");
     let started = Instant::now();
     let input = lines.iter().enumerate().map(|(i, l)| {
         let v: Value = serde_json::from_str(l).expect("JSON line");

@@ -451,6 +451,15 @@ pub trait Store: Send + Sync {
     /// (the operator, for an external database).
     async fn schema_status(&self) -> Result<SchemaStatus, StoreError>;
 
+    /// Drops the indexes that only the API's and the console's queries read (trait
+    /// values, distinguishing-trait values, event types, stream times), keeping every
+    /// one the engine itself reads (message ids, open keys, due times, memberships,
+    /// event times for the trim).
+    /// For a scratch store nothing will query afterwards, such as a replay's default
+    /// in-memory SQLite: each row stored then writes two or three index entries
+    /// instead of up to seven. A no-op on MySQL, whose databases are never scratch.
+    async fn drop_query_indexes(&self) -> Result<(), StoreError>;
+
     /// Stores a batch of events in one transaction: events whose message_id is
     /// already stored are skipped (counted as duplicates, not an error); every new
     /// event is routed by `rules` into its streams — joining the open stream of the
@@ -522,6 +531,13 @@ pub trait Store: Send + Sync {
         serial: i64,
         outcome: Outcome,
     ) -> Result<bool, StoreError>;
+
+    /// [`Store::finish_stream`] for many `(stream, serial, outcome)` runs in one
+    /// transaction (replay's batched passes); whether each was still ours, in order.
+    async fn finish_streams(
+        &self,
+        runs: &[(StreamId, i64, Outcome)],
+    ) -> Result<Vec<bool>, StoreError>;
 
     /// Deletes up to `limit` events generated before `older_than` (with their traits
     /// and stream memberships); returns how many.

@@ -116,31 +116,47 @@ pub async fn replay(
     let sink = Arc::new(RecordingSink::default());
     let engine = Engine::following(config, store.clone(), clock.clone(), sink.clone())?;
     let emitted = Arc::new(Mutex::new(Vec::<Event>::new()));
-    let worker = engine.worker("replay").with_emitted_log(emitted.clone());
+    let mut worker = engine.worker("replay").with_emitted_log(emitted.clone());
+    if !options.reference {
+        worker = worker.with_chunk_writes();
+    }
     let manager = engine.manager.clone();
     let never = CancellationToken::new();
     let mut out = ReplayOutcome::default();
 
-    /// Runs the worker's passes until one finds nothing to do.
+    /// Runs the worker's passes until one finds nothing to do, and returns when a
+    /// pass could next find something. The reference runs that last, idle pass; the
+    /// batched replay asks the store instead (one read instead of a pass's claims),
+    /// which tells the same: a pass claims only streams due before the clock.
     async fn passes(
         worker: &super::worker::PipelineWorker,
+        store: &dyn Store,
+        now: &dyn Fn() -> DateTime<Utc>,
+        reference: bool,
         never: &CancellationToken,
         out: &mut ReplayOutcome,
-    ) -> Result<(), ReplayError> {
+    ) -> Result<Option<DateTime<Utc>>, ReplayError> {
         let started = std::time::Instant::now();
-        loop {
+        let due = loop {
             let r = worker.run_once(never).await?;
             out.fired += r.fired;
             out.expired += r.expired;
             out.errors += r.errors;
             out.timings.passes_run += 1;
             if r.is_idle() {
-                break;
+                break store.next_due().await?;
             }
-        }
+            if !reference {
+                let due = store.next_due().await?;
+                if due.is_none_or(|d| d >= now()) {
+                    break due;
+                }
+            }
+        };
         out.timings.passes += started.elapsed();
-        Ok(())
+        Ok(due)
     }
+    let now_fn = || clock.now();
 
     // When a pass could next find something: a pass before a notification at time t
     // does nothing unless some stream is due before t (claims take what is strictly
@@ -206,8 +222,15 @@ pub async fn replay(
         // (Events a pipeline emitted may have moved the clock further.)
         let now = clock.now();
         if options.reference || due.is_some_and(|d| d < now) {
-            passes(&worker, &never, &mut out).await?;
-            due = store.next_due().await?;
+            due = passes(
+                &worker,
+                store.as_ref(),
+                &now_fn,
+                options.reference,
+                &never,
+                &mut out,
+            )
+            .await?;
         } else {
             out.timings.passes_skipped += 1;
         }
@@ -245,7 +268,15 @@ pub async fn replay(
         due = [due, report.earliest_due].into_iter().flatten().min();
     }
     // The workers' last poll, at the last notification's time.
-    passes(&worker, &never, &mut out).await?;
+    passes(
+        &worker,
+        store.as_ref(),
+        &now_fn,
+        options.reference,
+        &never,
+        &mut out,
+    )
+    .await?;
     if options.expire {
         // Past every expiration, then run until quiet (expire pipelines may emit
         // events that open streams which expire in turn; bounded for safety).
@@ -256,7 +287,15 @@ pub async fn replay(
                 break;
             }
             clock.advance_to(latest + chrono::Duration::microseconds(1));
-            passes(&worker, &never, &mut out).await?;
+            passes(
+                &worker,
+                store.as_ref(),
+                &now_fn,
+                options.reference,
+                &never,
+                &mut out,
+            )
+            .await?;
         }
     }
     report_progress(&out);

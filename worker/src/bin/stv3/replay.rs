@@ -62,6 +62,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .await
             .with_context(|| format!("opening {}", store::redact_url(&url)))?;
         store.migrate().await.context("migrating the database")?;
+        if args.database.is_none() {
+            // A scratch store: nothing queries it after the report.
+            store
+                .drop_query_indexes()
+                .await
+                .context("preparing the in-memory database")?;
+        }
         let options = ReplayOptions {
             expire: args.expire,
             reference: args.reference,
