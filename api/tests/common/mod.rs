@@ -103,29 +103,30 @@ pub async fn seed(store: &Arc<dyn Store>) -> Seeded {
     assert!(outcome.report.stored > 30, "{:?}", outcome.report);
     // Expire every stream's collection far in the future, and fail two pipelines.
     let later = Utc.with_ymd_and_hms(2016, 1, 1, 0, 0, 0).unwrap();
-    let claimed = store
-        .claim_ready(ReadyKind::Expire, later, 2, later)
-        .await
-        .expect("claim");
-    assert_eq!(claimed.len(), 2, "two streams to fail");
-    assert!(store
-        .finish_stream(claimed[0].id, claimed[0].state_serial_no, Outcome::Error)
-        .await
-        .unwrap());
-    assert!(store
-        .finish_stream(
-            claimed[1].id,
-            claimed[1].state_serial_no,
-            Outcome::ExpireError
-        )
-        .await
-        .unwrap());
+    let failed = fail_streams(store, later, &[Outcome::Error, Outcome::ExpireError]).await;
     Seeded {
         events: store.count_events(&EventQuery::default()).await.unwrap(),
         streams: store.count_streams(&StreamQuery::default()).await.unwrap(),
-        error_stream: claimed[0].id,
-        expire_error_stream: claimed[1].id,
+        error_stream: failed[0],
+        expire_error_stream: failed[1],
     }
+}
+
+/// Claims one ready-to-expire stream at `at` per outcome and records that outcome
+/// for it (a pipeline that failed); returns their ids, in the outcomes' order.
+async fn fail_streams(store: &Arc<dyn Store>, at: DateTime<Utc>, outcomes: &[Outcome]) -> Vec<i64> {
+    let claimed = store
+        .claim_ready(ReadyKind::Expire, at, outcomes.len() as u32, at)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), outcomes.len(), "open streams to fail");
+    for (stream, outcome) in claimed.iter().zip(outcomes) {
+        assert!(store
+            .finish_stream(stream.id, stream.state_serial_no, *outcome)
+            .await
+            .unwrap());
+    }
+    claimed.iter().map(|s| s.id).collect()
 }
 
 /// What [`replayed`] put in the store.
@@ -164,25 +165,17 @@ pub async fn replayed(
         &config,
         store.clone(),
         generator.enumerate().map(|(i, n)| (i + 1, n)),
-        ReplayOptions { expire: false },
+        ReplayOptions::default(),
     )
     .await
     .expect("replay");
     assert!(outcome.stored > 100, "the replay stored {}", outcome.stored);
     let far = now + chrono::Duration::days(30);
-    let claimed = store
-        .claim_ready(ReadyKind::Expire, far, 1, far)
-        .await
-        .expect("claim");
-    assert_eq!(claimed.len(), 1, "an open stream to fail");
-    assert!(store
-        .finish_stream(claimed[0].id, claimed[0].state_serial_no, Outcome::Error)
-        .await
-        .unwrap());
+    let failed = fail_streams(store, far, &[Outcome::Error]).await;
     Replayed {
         notifications: outcome.notifications,
         stored: outcome.stored,
-        error_stream: claimed[0].id,
+        error_stream: failed[0],
     }
 }
 

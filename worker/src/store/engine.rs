@@ -3,8 +3,9 @@
 //! dialect bits; every query and algorithm lives here and in [`super::ingest`].
 
 use super::rows::{
-    dist_condition, events_from_rows, micros, stream_from_row, streams_from_rows, trait_args,
-    EVENT_COLS, STREAM_COLS, TRAIT_COLS,
+    dist_condition, events_with_traits, from_micros, micros, stream_from_row, streams_from_rows,
+    trait_args, trait_from_row, traits_from_json_row, EVENT_COLS, STREAM_COLS, TRAITS_JSON,
+    TRAITS_JSON_TAIL, TRAIT_COLS,
 };
 use super::sql::{in_statements, is_conflict, Arg, Backend, Conn, DbRow, Sql};
 use super::tally::{self, TraitSig};
@@ -41,6 +42,20 @@ impl<B: Backend> SqlStore<B> {
 
     pub fn backend_ref(&self) -> &B {
         &self.backend
+    }
+
+    /// Caches what a committed ingest learned.
+    fn learn(&self, learned: super::ingest::Learned) {
+        if !learned.types.is_empty() {
+            if let Ok(mut cache) = self.type_ids.lock() {
+                cache.extend(learned.types);
+            }
+        }
+        if !learned.traits.is_empty() {
+            if let Ok(mut cache) = self.trait_sigs.lock() {
+                cache.extend(learned.traits);
+            }
+        }
     }
 }
 
@@ -329,13 +344,37 @@ impl<B: Backend> SqlStore<B> {
             .iter()
             .map(|r| r.int(0).map(Arg::Int))
             .collect::<Result<Vec<_>, _>>()?;
-        let prefix = Sql::new(format!(
-            "SELECT {TRAIT_COLS} FROM event_trait WHERE event_id IN "
-        ));
-        let traits = conn
-            .fetch_all(&in_statements(&prefix, "", ids, B::LIMITS))
-            .await?;
-        events_from_rows(&heads, &traits)
+        let traits = Self::load_traits(conn, ids).await?;
+        events_with_traits(&heads, traits)
+    }
+
+    /// The traits of the events `ids`, as (event id, name, value): one row per trait,
+    /// or per event on a backend that aggregates them ([`Backend::TRAITS_AS_JSON`]).
+    async fn load_traits(
+        conn: &mut B::Conn,
+        ids: Vec<Arg<'_>>,
+    ) -> Result<Vec<(i64, String, TraitValue)>, StoreError> {
+        let mut out = Vec::new();
+        if B::TRAITS_AS_JSON {
+            let prefix = Sql::new(TRAITS_JSON);
+            for r in conn
+                .fetch_all(&in_statements(&prefix, TRAITS_JSON_TAIL, ids, B::LIMITS))
+                .await?
+            {
+                traits_from_json_row(&r, &mut out)?;
+            }
+        } else {
+            let prefix = Sql::new(format!(
+                "SELECT {TRAIT_COLS} FROM event_trait WHERE event_id IN "
+            ));
+            for r in conn
+                .fetch_all(&in_statements(&prefix, "", ids, B::LIMITS))
+                .await?
+            {
+                out.push(trait_from_row(&r)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes a stream and its memberships and distinguishing traits, if it is
@@ -413,10 +452,82 @@ impl<B: Backend> SqlStore<B> {
         };
         if changed {
             let shard = stream_id.rem_euclid(B::TALLY_SHARDS.max(1));
-            tally::count_run::<B>(&mut conn, counted, Utc::now(), shard).await?;
+            tally::count_runs::<B>(&mut conn, counted, Utc::now(), shard, 1).await?;
         }
         conn.commit().await?;
         Ok(changed)
+    }
+
+    /// [`Self::finish_once`] for many runs in one transaction: one read of their
+    /// states, one update per resulting state, one count per outcome.
+    async fn finish_many_once(
+        &self,
+        runs: &[(StreamId, i64, Outcome)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut conn = self.backend.begin_write().await?;
+        let ids: Vec<Arg<'_>> = runs.iter().map(|r| Arg::Int(r.0)).collect();
+        let select = Sql::new("SELECT id, state_serial_no, state FROM stream WHERE id IN ");
+        let mut found: HashMap<StreamId, (i64, i64)> = HashMap::with_capacity(runs.len());
+        for r in conn
+            .fetch_all(&in_statements(&select, B::FOR_UPDATE, ids, B::LIMITS))
+            .await?
+        {
+            found.insert(r.int(0)?, (r.int(1)?, r.int(2)?));
+        }
+        let mut ours = Vec::with_capacity(runs.len());
+        let mut to_state: BTreeMap<i16, Vec<Arg<'_>>> = BTreeMap::new();
+        let mut counted: BTreeMap<tally::RunOutcome, i64> = BTreeMap::new();
+        for &(id, serial, outcome) in runs {
+            // Taken out once: a stream named twice is finished once.
+            let Some((at, state)) = found.remove(&id) else {
+                ours.push(false);
+                continue;
+            };
+            if at != serial {
+                ours.push(false);
+                continue;
+            }
+            let expiring = state == i64::from(StreamState::Expiring.as_i16())
+                || state == i64::from(StreamState::RetryExpire.as_i16());
+            let run = match outcome {
+                Outcome::Completed | Outcome::Purge if expiring => tally::RunOutcome::Expired,
+                Outcome::Completed | Outcome::Purge => tally::RunOutcome::Fired,
+                Outcome::Error => tally::RunOutcome::FireError,
+                Outcome::ExpireError => tally::RunOutcome::ExpireError,
+                Outcome::Retry { .. } => tally::RunOutcome::Retried,
+            };
+            let changed = match outcome {
+                Outcome::Purge => Self::delete_stream_in(&mut conn, id, Some(serial)).await?,
+                Outcome::Retry { .. } => {
+                    conn.execute(&finish_update(id, serial, outcome)).await? == 1
+                }
+                Outcome::Completed => push_to(&mut to_state, StreamState::Completed, id),
+                Outcome::Error => push_to(&mut to_state, StreamState::Error, id),
+                Outcome::ExpireError => push_to(&mut to_state, StreamState::ExpireError, id),
+            };
+            if changed {
+                *counted.entry(run).or_default() += 1;
+            }
+            ours.push(changed);
+        }
+        for (state, ids) in to_state {
+            // The serials were checked above, under the rows' locks.
+            let mut update = Sql::new("UPDATE stream SET state = ");
+            update
+                .bind(state)
+                .push(", state_serial_no = state_serial_no + 1, claim_until = NULL WHERE id IN ");
+            conn.execute_all(&in_statements(&update, "", ids, B::LIMITS))
+                .await?;
+        }
+        let shard = runs
+            .first()
+            .map_or(0, |r| r.0.rem_euclid(B::TALLY_SHARDS.max(1)));
+        let now = Utc::now();
+        for (run, n) in counted {
+            tally::count_runs::<B>(&mut conn, run, now, shard, n).await?;
+        }
+        conn.commit().await?;
+        Ok(ours)
     }
 
     /// One statement in its own write transaction (retried while it loses races);
@@ -571,6 +682,18 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.schema_status().await
     }
 
+    async fn drop_query_indexes(&self) -> Result<(), StoreError> {
+        if B::NAME != "sqlite" {
+            return Ok(());
+        }
+        let mut conn = self.backend.begin_write().await?;
+        for index in QUERY_INDEXES {
+            conn.execute(&Sql::new(format!("DROP INDEX IF EXISTS {index}")))
+                .await?;
+        }
+        conn.commit().await
+    }
+
     async fn ingest(
         &self,
         events: &[Event],
@@ -580,19 +703,34 @@ impl<B: Backend> Store for SqlStore<B> {
         if events.is_empty() {
             return Ok(IngestReport::default());
         }
-        let (report, learned) =
-            retrying(move || super::ingest::ingest_once(self, events, rules, now)).await?;
-        if !learned.types.is_empty() {
-            if let Ok(mut cache) = self.type_ids.lock() {
-                cache.extend(learned.types);
-            }
-        }
-        if !learned.traits.is_empty() {
-            if let Ok(mut cache) = self.trait_sigs.lock() {
-                cache.extend(learned.traits);
-            }
-        }
+        let clocks = super::ingest::Clocks::At(now);
+        let (report, learned, _) =
+            retrying(move || super::ingest::ingest_once(self, events, rules, clocks)).await?;
+        self.learn(learned);
         Ok(report)
+    }
+
+    async fn ingest_timed(
+        &self,
+        events: &[Event],
+        rules: &dyn StreamRules,
+        times: &[DateTime<Utc>],
+    ) -> Result<(IngestReport, usize), StoreError> {
+        if events.is_empty() {
+            return Ok((IngestReport::default(), 0));
+        }
+        if times.len() != events.len() {
+            return Err(StoreError::Rules(format!(
+                "{} events and {} clocks",
+                events.len(),
+                times.len()
+            )));
+        }
+        let clocks = super::ingest::Clocks::PerEvent(times);
+        let (report, learned, consumed) =
+            retrying(move || super::ingest::ingest_once(self, events, rules, clocks)).await?;
+        self.learn(learned);
+        Ok((report, consumed))
     }
 
     async fn claim_ready(
@@ -658,14 +796,27 @@ impl<B: Backend> Store for SqlStore<B> {
             .bind(stream_id)
             .push(" ORDER BY se.generated, se.event_id");
         let heads = conn.fetch(&heads).await?;
-        let mut traits = Sql::new(
-            "SELECT t.event_id, t.name, t.type, t.t_string, t.t_int, t.t_float, t.t_datetime \
-             FROM stream_event se JOIN event_trait t ON t.event_id = se.event_id \
-             WHERE se.stream_id = ",
-        );
-        traits.bind(stream_id);
-        let traits = conn.fetch(&traits).await?;
-        events_from_rows(&heads, &traits)
+        Self::load_events(&mut conn, heads).await
+    }
+
+    async fn stream_message_ids(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<BTreeMap<StreamId, Vec<String>>, StoreError> {
+        let mut out: BTreeMap<StreamId, Vec<String>> = BTreeMap::new();
+        let mut conn = self.backend.read().await?;
+        for chunk in streams.chunks(1000) {
+            let mut sql = Sql::new(
+                "SELECT se.stream_id, e.message_id FROM stream_event se \
+                 JOIN event e ON e.id = se.event_id WHERE se.stream_id IN ",
+            );
+            sql.bind_tuple(chunk.iter().map(|id| Arg::Int(*id)))
+                .push(" ORDER BY se.stream_id, se.generated, se.event_id");
+            for r in conn.fetch(&sql).await? {
+                out.entry(r.int(0)?).or_default().push(r.text(1)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn finish_stream(
@@ -675,6 +826,16 @@ impl<B: Backend> Store for SqlStore<B> {
         outcome: Outcome,
     ) -> Result<bool, StoreError> {
         retrying(move || self.finish_once(stream_id, serial, outcome)).await
+    }
+
+    async fn finish_streams(
+        &self,
+        runs: &[(StreamId, i64, Outcome)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        retrying(move || self.finish_many_once(runs)).await
     }
 
     async fn trim_events(&self, older_than: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
@@ -750,28 +911,38 @@ impl<B: Backend> Store for SqlStore<B> {
         }
         event_ids.sort_unstable();
         event_ids.dedup();
-        let ids_args = || event_ids.iter().map(|&id| Arg::Int(id)).collect::<Vec<_>>();
+        let ids_args: Vec<Arg<'_>> = event_ids.iter().map(|&id| Arg::Int(id)).collect();
         let heads = Sql::new(format!(
             "SELECT {EVENT_COLS} FROM event e JOIN event_type et ON et.id = e.event_type_id \
              WHERE e.id IN "
         ));
         let heads = conn
-            .fetch_all(&in_statements(&heads, "", ids_args(), B::LIMITS))
+            .fetch_all(&in_statements(&heads, "", ids_args, B::LIMITS))
             .await?;
-        let traits = Sql::new(format!(
-            "SELECT {TRAIT_COLS} FROM event_trait WHERE event_id IN "
-        ));
-        let traits = conn
-            .fetch_all(&in_statements(&traits, "", ids_args(), B::LIMITS))
-            .await?;
-        let by_id: HashMap<i64, StoredEvent> = events_from_rows(&heads, &traits)?
+        let mut by_id: HashMap<i64, StoredEvent> = Self::load_events(&mut conn, heads)
+            .await?
             .into_iter()
             .map(|e| (e.id, e))
             .collect();
+        // An event is moved into the last stream that holds it and cloned for the
+        // others (most events are in one stream).
+        let mut uses: HashMap<i64, usize> = HashMap::with_capacity(by_id.len());
+        for (_, event_id) in &order {
+            *uses.entry(*event_id).or_default() += 1;
+        }
         let mut out: BTreeMap<StreamId, Vec<StoredEvent>> = BTreeMap::new();
         for (stream_id, event_id) in order {
-            if let Some(e) = by_id.get(&event_id) {
-                out.entry(stream_id).or_default().push(e.clone());
+            let left = uses.get_mut(&event_id).map(|n| {
+                *n -= 1;
+                *n
+            });
+            let event = if left == Some(0) {
+                by_id.remove(&event_id)
+            } else {
+                by_id.get(&event_id).cloned()
+            };
+            if let Some(e) = event {
+                out.entry(stream_id).or_default().push(e);
             }
         }
         Ok(out)
@@ -797,6 +968,38 @@ impl<B: Backend> Store for SqlStore<B> {
             .push(")");
         let mut conn = self.backend.read().await?;
         count_from(&conn.fetch(&sql).await?)
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Three index seeks in one statement: (state, fire_timestamp),
+        // (state, expire_timestamp), and whether any stream waits for a retry.
+        let active = i64::from(StreamState::Active.as_i16());
+        let mut sql = Sql::new("SELECT (SELECT fire_timestamp FROM stream WHERE state = ");
+        sql.bind(active)
+            .push(
+                " AND fire_timestamp IS NOT NULL ORDER BY fire_timestamp LIMIT 1), \
+                 (SELECT expire_timestamp FROM stream WHERE state = ",
+            )
+            .bind(active)
+            .push(
+                " AND expire_timestamp IS NOT NULL ORDER BY expire_timestamp LIMIT 1), \
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM stream WHERE state IN ",
+            )
+            .bind_tuple(
+                [StreamState::RetryFire, StreamState::RetryExpire].map(|s| Arg::from(s.as_i16())),
+            )
+            .push(" LIMIT 1) r)");
+        let mut conn = self.backend.read().await?;
+        let rows = conn.fetch(&sql).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        if row.opt_int(2)?.unwrap_or(0) > 0 {
+            return Ok(Some(DateTime::<Utc>::MIN_UTC));
+        }
+        let fire = row.opt_int(0)?.map(from_micros).transpose()?;
+        let expire = row.opt_int(1)?.map(from_micros).transpose()?;
+        Ok([fire, expire].into_iter().flatten().min())
     }
 
     async fn count_streams(&self, query: &StreamQuery) -> Result<u64, StoreError> {
@@ -939,6 +1142,35 @@ impl<B: Backend> Store for SqlStore<B> {
 
 /// The UPDATE that records how a run on stream `id` (at `serial`) ended; `Purge`
 /// deletes instead (see [`SqlStore::finish_once`]).
+/// The SQLite indexes [`Store::drop_query_indexes`] drops: read by the API's and the
+/// console's filters only (the migrations create them). `ix_event_generated` stays:
+/// the trim reads it.
+const QUERY_INDEXES: [&str; 14] = [
+    "ix_event_type_generated",
+    "ix_event_type_id",
+    "ix_event_trait_string",
+    "ix_event_trait_int",
+    "ix_event_trait_float",
+    "ix_event_trait_datetime",
+    "ix_stream_name_state",
+    "ix_stream_first_event",
+    "ix_stream_last_event",
+    "ix_stream_dist_string",
+    "ix_stream_dist_int",
+    "ix_stream_dist_float",
+    "ix_stream_dist_datetime",
+    "ix_stream_dist_range",
+];
+
+/// Adds `id` to the streams moving to `state`; true (the serial was checked).
+fn push_to(to_state: &mut BTreeMap<i16, Vec<Arg<'_>>>, state: StreamState, id: StreamId) -> bool {
+    to_state
+        .entry(state.as_i16())
+        .or_default()
+        .push(Arg::Int(id));
+    true
+}
+
 fn finish_update(id: StreamId, serial: i64, outcome: Outcome) -> Sql<'static> {
     let mut sql = Sql::new("UPDATE stream SET state = ");
     let state = match outcome {

@@ -192,31 +192,56 @@ async fn event_type_ids<B: Backend>(
     Ok((ids, learned))
 }
 
+/// "Now" for an ingest: one instant for the whole batch (live), or each event's own
+/// (a replay's clock when that event arrived, non-decreasing).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Clocks<'a> {
+    At(DateTime<Utc>),
+    PerEvent(&'a [DateTime<Utc>]),
+}
+
 /// One attempt at the ingest transaction (the caller retries transient failures):
-/// the steps of the module's documentation, in order.
+/// the steps of the module's documentation, in order. Returns the report, what was
+/// learned, and how many of `events` were consumed: all of them, except with
+/// per-event clocks, where the batch stops before the first event that a pipeline
+/// pass would have had to precede ([`replay_cut`]).
 pub(crate) async fn ingest_once<B: Backend>(
     store: &SqlStore<B>,
     events: &[Event],
     rules: &dyn StreamRules,
-    now: DateTime<Utc>,
-) -> Result<(IngestReport, Learned), StoreError> {
+    clocks: Clocks<'_>,
+) -> Result<(IngestReport, Learned, usize), StoreError> {
     let mut report = IngestReport::default();
     let batch = first_occurrences(events);
     let mut conn = store.backend.begin_write().await?;
 
-    let fresh = not_yet_stored::<B>(&mut conn, batch).await?;
-    report.duplicates = (events.len() - fresh.len()) as u64;
+    let mut fresh = not_yet_stored::<B>(&mut conn, batch).await?;
+    let mut consumed = events.len();
+    let mut times = Vec::new();
+    if let Clocks::PerEvent(per_event) = clocks {
+        let (cut, fresh_times) =
+            replay_cut::<B>(&mut conn, events, &fresh, per_event, rules).await?;
+        consumed = cut.consumed;
+        fresh.truncate(cut.fresh);
+        times = fresh_times;
+        times.truncate(cut.fresh);
+    }
+    let now_of = |i: usize| match clocks {
+        Clocks::At(now) => now,
+        Clocks::PerEvent(_) => times[i],
+    };
+    report.duplicates = (consumed - fresh.len()) as u64;
     report.stored = fresh.len() as u64;
     if fresh.is_empty() {
         conn.commit().await?;
-        return Ok((report, Learned::default()));
+        return Ok((report, Learned::default(), consumed));
     }
     let (event_ids, type_of, types) = insert_events(store, &mut conn, &fresh).await?;
 
     let groups = route(&fresh, rules);
     if !groups.is_empty() {
         let open = lock_open_streams::<B>(&mut conn, &groups).await?;
-        let plan = plan_streams(&groups, open, &fresh, rules, now, &mut report)?;
+        let plan = plan_streams(&groups, open, &fresh, rules, &now_of, &mut report)?;
         let (targets, created) = write_streams::<B>(&mut conn, &groups, plan).await?;
         insert_memberships::<B>(
             &mut conn,
@@ -232,7 +257,82 @@ pub(crate) async fn ingest_once<B: Backend>(
     let traits = count_events(store, &mut conn, &fresh, &type_of).await?;
 
     conn.commit().await?;
-    Ok((report, Learned { types, traits }))
+    Ok((report, Learned { types, traits }, consumed))
+}
+
+/// Where a replay batch stops: after `consumed` input events, of which the first
+/// `fresh` fresh ones are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cut {
+    consumed: usize,
+    fresh: usize,
+}
+
+/// The replay's batch boundary. Replayed one at a time, every notification is
+/// preceded by a pipeline pass at its clock, which runs the streams due strictly
+/// before it (a due stream at the same instant is not claimed, but the ingest closes
+/// an open stream whose expiry is at or before its clock). A batch is exact while
+/// no stream it writes becomes due at or before a later event's clock: the stream
+/// bookkeeping is planned event by event (each with its own clock) without writing,
+/// and the batch stops before the first event that sees such a stream. The first
+/// event is always taken (the caller ran the passes due before it), and the caller
+/// stops the batch before any event at or past the earliest due stream already
+/// stored. Returns the cut and the clocks of the fresh events.
+async fn replay_cut<B: Backend>(
+    conn: &mut B::Conn,
+    events: &[Event],
+    fresh: &[&Event],
+    per_event: &[DateTime<Utc>],
+    rules: &dyn StreamRules,
+) -> Result<(Cut, Vec<DateTime<Utc>>), StoreError> {
+    // Fresh events are first occurrences in input order: their input positions.
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        position.entry(e.message_id.as_str()).or_insert(i);
+    }
+    let at: Vec<usize> = fresh
+        .iter()
+        .map(|e| position.get(e.message_id.as_str()).copied().unwrap_or(0))
+        .collect();
+    let times: Vec<DateTime<Utc>> = at
+        .iter()
+        .map(|&i| {
+            per_event
+                .get(i)
+                .copied()
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        })
+        .collect();
+    let groups = route(fresh, rules);
+    let mut cut = fresh.len();
+    if !groups.is_empty() {
+        let open = lock_open_streams::<B>(conn, &groups).await?;
+        let mut scratch = IngestReport::default();
+        let mut due_after = |fresh_index: usize, due: DateTime<Utc>| {
+            let later = &times[fresh_index + 1..];
+            cut = cut.min(fresh_index + 1 + later.partition_point(|t| *t < due));
+        };
+        plan_streams_watching(
+            &groups,
+            open,
+            fresh,
+            rules,
+            &|i| times[i],
+            &mut scratch,
+            Some(&mut due_after),
+        )?;
+    }
+    let consumed = match at.get(cut) {
+        Some(&input) => input,
+        None => events.len(),
+    };
+    Ok((
+        Cut {
+            consumed: consumed.max(1),
+            fresh: cut,
+        },
+        times,
+    ))
 }
 
 /// Step 9, last so that its hot counter rows are locked for the shortest time: the
@@ -400,14 +500,32 @@ async fn lock_open_streams<B: Backend>(
 /// Step 7, the stream bookkeeping, without the database: each group joins its open
 /// stream unless that one's expiry has passed (then it is closed for collection and
 /// a new stream is created), the rules fold the group's events in, and the report
-/// counts new and newly ready streams.
+/// counts new and newly ready streams. `now_of(i)` is "now" for fresh event `i`.
 fn plan_streams(
+    groups: &[Group],
+    open: HashMap<String, StreamRow>,
+    fresh: &[&Event],
+    rules: &dyn StreamRules,
+    now_of: &dyn Fn(usize) -> DateTime<Utc>,
+    report: &mut IngestReport,
+) -> Result<StreamPlan, StoreError> {
+    plan_streams_watching(groups, open, fresh, rules, now_of, report, None)
+}
+
+/// A stream's earliest due time after an event, told to the replay's cut.
+type DueWatcher<'a> = &'a mut dyn FnMut(usize, DateTime<Utc>);
+
+/// [`plan_streams`]; with a watcher, the events are folded in one at a time (each
+/// with its own now) and the watcher hears, after each, the fresh index and the
+/// stream's earliest fire or expire time.
+fn plan_streams_watching(
     groups: &[Group],
     mut open: HashMap<String, StreamRow>,
     fresh: &[&Event],
     rules: &dyn StreamRules,
-    now: DateTime<Utc>,
+    now_of: &dyn Fn(usize) -> DateTime<Utc>,
     report: &mut IngestReport,
+    mut watch: Option<DueWatcher<'_>>,
 ) -> Result<StreamPlan, StoreError> {
     let mut plan = StreamPlan {
         targets: vec![None; groups.len()],
@@ -420,6 +538,8 @@ fn plan_streams(
             .iter()
             .map(|(i, m)| (fresh[*i].timestamp, m.as_slice()))
             .collect();
+        let first = g.members.first().map(|(i, _)| *i).unwrap_or_default();
+        let now = now_of(first);
         let fire_len = g.members.first().map_or(0, |(_, m)| m.len());
         let counts = report.per_trigger.entry(g.trigger.to_string()).or_default();
         counts.added_events += g.members.len() as u64;
@@ -448,7 +568,23 @@ fn plan_streams(
             ),
         };
         let was_ready = bk.fire_timestamp.is_some();
-        rules.update(&g.trigger, &mut bk, &appended, now);
+        let per_event = watch.is_some() || g.members.iter().any(|(i, _)| now_of(*i) != now);
+        if per_event {
+            for ((i, _), one) in g.members.iter().zip(appended.chunks(1)) {
+                rules.update(&g.trigger, &mut bk, one, now_of(*i));
+                if let (Some(w), Some(due)) = (
+                    watch.as_mut(),
+                    [bk.fire_timestamp, bk.expire_timestamp]
+                        .into_iter()
+                        .flatten()
+                        .min(),
+                ) {
+                    w(*i, due);
+                }
+            }
+        } else {
+            rules.update(&g.trigger, &mut bk, &appended, now);
+        }
         if bk.first_event.is_none() {
             bk.first_event = appended.iter().map(|a| a.0).min();
         }
@@ -459,6 +595,7 @@ fn plan_streams(
             counts.ready_to_fire += 1;
             report.streams_ready += 1;
         }
+        report.earliest_due = earliest(report.earliest_due, &bk);
         let write = StreamWrite {
             name: g.trigger.to_string(),
             serial,
@@ -480,6 +617,7 @@ fn plan_streams(
     }
     for row in closed {
         let bk = bookkeeping_of(&row, row.stream.fire_counts.len());
+        report.earliest_due = earliest(report.earliest_due, &bk);
         plan.updates.push((
             row.stream.id,
             StreamWrite {
@@ -492,6 +630,14 @@ fn plan_streams(
         ));
     }
     Ok(plan)
+}
+
+/// The least of `so_far` and a stream's fire and expire timestamps.
+fn earliest(so_far: Option<DateTime<Utc>>, bk: &StreamBookkeeping) -> Option<DateTime<Utc>> {
+    [so_far, bk.fire_timestamp, bk.expire_timestamp]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// The plan written: joined and closed streams upserted (before the inserts, which
@@ -699,8 +845,15 @@ mod tests {
         let fresh: Vec<&Event> = events.iter().collect();
         let groups = [group("k1", &[(0, false), (1, false)])];
         let mut report = IngestReport::default();
-        let plan =
-            plan_streams(&groups, HashMap::new(), &fresh, &Rules, at(20), &mut report).unwrap();
+        let plan = plan_streams(
+            &groups,
+            HashMap::new(),
+            &fresh,
+            &Rules,
+            &|_| at(20),
+            &mut report,
+        )
+        .unwrap();
         assert!(plan.updates.is_empty());
         assert_eq!(plan.targets, vec![None]);
         let (gi, write) = &plan.creates[0];
@@ -730,7 +883,7 @@ mod tests {
         let mut open = HashMap::new();
         open.insert("k1".to_string(), open_row(7, "k1", 20, 4, 1));
         let mut report = IngestReport::default();
-        let plan = plan_streams(&groups, open, &fresh, &Rules, at(40), &mut report).unwrap();
+        let plan = plan_streams(&groups, open, &fresh, &Rules, &|_| at(40), &mut report).unwrap();
         assert!(plan.creates.is_empty());
         assert_eq!(plan.targets, vec![Some(7)]);
         let (id, write) = &plan.updates[0];
@@ -753,7 +906,7 @@ mod tests {
         // Last event at 20 s: it expired at 1 h 20 s; now is 2.5 h.
         open.insert("k1".to_string(), open_row(7, "k1", 20, 4, 0));
         let mut report = IngestReport::default();
-        let plan = plan_streams(&groups, open, &fresh, &Rules, at(9000), &mut report).unwrap();
+        let plan = plan_streams(&groups, open, &fresh, &Rules, &|_| at(9000), &mut report).unwrap();
         assert_eq!(
             plan.targets,
             vec![None],

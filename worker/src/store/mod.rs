@@ -315,6 +315,10 @@ pub struct IngestReport {
     pub streams_ready: u64,
     /// Per trigger: events added and streams created (for debug counters).
     pub per_trigger: BTreeMap<String, TriggerCounts>,
+    /// The earliest fire or expire timestamp among the streams this call wrote: when
+    /// a pipeline worker could next find one of them ready (replay uses it to run the
+    /// workers only when something can be due).
+    pub earliest_due: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -447,6 +451,15 @@ pub trait Store: Send + Sync {
     /// (the operator, for an external database).
     async fn schema_status(&self) -> Result<SchemaStatus, StoreError>;
 
+    /// Drops the indexes that only the API's and the console's queries read (trait
+    /// values, distinguishing-trait values, event types, stream times), keeping every
+    /// one the engine itself reads (message ids, open keys, due times, memberships,
+    /// event times for the trim).
+    /// For a scratch store nothing will query afterwards, such as a replay's default
+    /// in-memory SQLite: each row stored then writes two or three index entries
+    /// instead of up to seven. A no-op on MySQL, whose databases are never scratch.
+    async fn drop_query_indexes(&self) -> Result<(), StoreError>;
+
     /// Stores a batch of events in one transaction: events whose message_id is
     /// already stored are skipped (counted as duplicates, not an error); every new
     /// event is routed by `rules` into its streams — joining the open stream of the
@@ -461,6 +474,19 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<IngestReport, StoreError>;
 
+    /// Replay's batched ingest: like [`Store::ingest`], each event with its own
+    /// "now" (`times[i]`, the replayed clock when it arrived, non-decreasing), and
+    /// stopping before the first event that a pipeline pass would have had to
+    /// precede, one at a time (a stream this batch writes due at or before that
+    /// event's time). Returns the report and how many events were consumed (at least
+    /// one of a non-empty batch). The caller ends the batch before any event at or
+    /// past [`Store::next_due`].
+    async fn ingest_timed(
+        &self,
+        events: &[Event],
+        rules: &dyn StreamRules,
+        times: &[DateTime<Utc>],
+    ) -> Result<(IngestReport, usize), StoreError>;
     /// Atomically claims up to `limit` ready streams for one worker: moves them to
     /// firing/expiring, bumps their serial number, stops them collecting events and
     /// sets `claim_until`. Two workers never claim the same stream. A retry_* stream
@@ -490,6 +516,12 @@ pub trait Store: Send + Sync {
 
     /// The stream's events in time order (then by id).
     async fn stream_events(&self, stream_id: StreamId) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The message ids of the events of `streams`, each stream's in time order (as
+    /// [`Store::stream_events`]), without their traits: one query per thousand streams.
+    async fn stream_message_ids(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<BTreeMap<StreamId, Vec<String>>, StoreError>;
 
     /// Records a pipeline outcome if the stream is still at `serial` (the claim is
     /// still ours); returns false when another worker took it over.
@@ -499,6 +531,13 @@ pub trait Store: Send + Sync {
         serial: i64,
         outcome: Outcome,
     ) -> Result<bool, StoreError>;
+
+    /// [`Store::finish_stream`] for many `(stream, serial, outcome)` runs in one
+    /// transaction (replay's batched passes); whether each was still ours, in order.
+    async fn finish_streams(
+        &self,
+        runs: &[(StreamId, i64, Outcome)],
+    ) -> Result<Vec<bool>, StoreError>;
 
     /// Deletes up to `limit` events generated before `older_than` (with their traits
     /// and stream memberships); returns how many.
@@ -532,6 +571,10 @@ pub trait Store: Send + Sync {
     /// Streams ready for `kind` at `now` that no live claim holds: the backlog the
     /// pipeline workers have yet to take (one COUNT, for the backlog gauge).
     async fn count_ready(&self, kind: ReadyKind, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// The earliest time at which a claim could find a stream ready: the least fire
+    /// or expire timestamp of the active streams; `DateTime::MIN_UTC` when a stream
+    /// waits for a retry (its turn is wall-clock time); `None` when nothing is pending.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Deletes a stream (not its events). False when there was none.
     async fn delete_stream(&self, id: StreamId) -> Result<bool, StoreError>;
     /// error → retry_fire, expire_error → retry_expire; other states are refused.

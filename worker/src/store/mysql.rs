@@ -88,6 +88,7 @@ impl Backend for MySqlBackend {
     const RETURNING: bool = false;
     const TRAIT_EQUALITY_AS_IN: bool = false;
     const TALLY_SHARDS: i64 = 8;
+    const TRAITS_AS_JSON: bool = false;
 
     fn upsert_tail(_pk: &str, cols: &[&str]) -> String {
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();

@@ -170,12 +170,12 @@ pub fn streams_from_rows<R: DbRow>(rows: &[R]) -> Result<Vec<Stream>, StoreError
         .collect()
 }
 
-/// The event columns [`events_from_rows`] reads (aliases `e` event, `et` event_type).
+/// The event columns [`events_with_traits`] reads (aliases `e` event, `et` event_type).
 pub const EVENT_COLS: &str = "e.id, e.message_id, et.name, e.generated";
-/// The trait columns [`events_from_rows`] reads.
+/// The trait columns [`trait_from_row`] reads.
 pub const TRAIT_COLS: &str = "event_id, name, type, t_string, t_int, t_float, t_datetime";
 
-fn trait_from_row<R: DbRow>(r: &R) -> Result<(EventId, String, TraitValue), StoreError> {
+pub fn trait_from_row<R: DbRow>(r: &R) -> Result<(EventId, String, TraitValue), StoreError> {
     let event_id = r.int(0)?;
     let name = r.text(1)?;
     let missing = || StoreError::Corrupt(format!("event {event_id}: trait {name} has no value"));
@@ -190,10 +190,59 @@ fn trait_from_row<R: DbRow>(r: &R) -> Result<(EventId, String, TraitValue), Stor
     Ok((event_id, name, value))
 }
 
-/// Events from `EVENT_COLS` rows (kept in their order) and their `TRAIT_COLS` rows.
-pub fn events_from_rows<R: DbRow>(
+/// Traits one row per event (SQLite, [`super::sql::Backend::TRAITS_AS_JSON`]): the
+/// event id, then a JSON array of `[name, type, t_string, t_int, t_float, t_datetime]`
+/// with the float as 17 significant digits of text (SQLite's JSON writes reals with
+/// 15, which does not round-trip). Followed by an `IN (…)` list and [`TRAITS_JSON_TAIL`].
+pub const TRAITS_JSON: &str = "SELECT event_id, json_group_array(json_array(name, type, \
+     t_string, t_int, CASE WHEN t_float IS NULL THEN NULL ELSE printf('%!.17g', t_float) END, \
+     t_datetime)) FROM event_trait WHERE event_id IN ";
+pub const TRAITS_JSON_TAIL: &str = " GROUP BY event_id";
+
+/// One trait of a [`TRAITS_JSON`] array.
+type JsonTrait = (
+    String,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// The traits of a [`TRAITS_JSON`] row, appended to `out`.
+pub fn traits_from_json_row<R: DbRow>(
+    r: &R,
+    out: &mut Vec<(EventId, String, TraitValue)>,
+) -> Result<(), StoreError> {
+    let event_id = r.int(0)?;
+    let text = r.text(1)?;
+    let traits: Vec<JsonTrait> = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("event {event_id}: traits: {e}")))?;
+    for (name, code, text, int, float, datetime) in traits {
+        let missing =
+            || StoreError::Corrupt(format!("event {event_id}: trait {name} has no value"));
+        let value = match trait_type(code)? {
+            TraitType::Text => TraitValue::Text(text.ok_or_else(missing)?),
+            TraitType::Int => TraitValue::Int(int.ok_or_else(missing)?),
+            TraitType::Float => {
+                let f = float.ok_or_else(missing)?;
+                TraitValue::Float(f.parse().map_err(|e| {
+                    StoreError::Corrupt(format!("event {event_id}: trait {name}: {f}: {e}"))
+                })?)
+            }
+            TraitType::Datetime => {
+                TraitValue::Datetime(from_micros(datetime.ok_or_else(missing)?)?)
+            }
+        };
+        out.push((event_id, name, value));
+    }
+    Ok(())
+}
+
+/// Events from `EVENT_COLS` rows (kept in their order) and their traits.
+pub fn events_with_traits<R: DbRow>(
     heads: &[R],
-    traits: &[R],
+    traits: Vec<(EventId, String, TraitValue)>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut events = Vec::with_capacity(heads.len());
     let mut index = HashMap::with_capacity(heads.len());
@@ -210,8 +259,7 @@ pub fn events_from_rows<R: DbRow>(
             },
         });
     }
-    for r in traits {
-        let (event_id, name, value) = trait_from_row(r)?;
+    for (event_id, name, value) in traits {
         if let Some(&i) = index.get(&event_id) {
             events[i].event.traits.insert(name, value);
         }

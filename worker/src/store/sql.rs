@@ -256,6 +256,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Counter rows per key that concurrent writers spread over (see
     /// [`super::tally`]); 1 where writers take turns anyway (SQLite).
     const TALLY_SHARDS: i64;
+    /// Whether events' traits are read one row per event, aggregated into JSON by the
+    /// database ([`super::rows::TRAITS_JSON`]), rather than one row per trait. sqlx
+    /// hands SQLite's rows over one by one from its connection thread, a few
+    /// microseconds each, which made reading a stream's events back the largest part
+    /// of a replay's pipeline passes (docs/benchmarks.md, "Replay"); MariaDB's rows
+    /// come in batches off the socket.
+    const TRAITS_AS_JSON: bool;
 
     /// A connection in a transaction that will write (SQLite: `BEGIN IMMEDIATE`).
     async fn begin_write(&self) -> Result<Self::Conn, StoreError>;

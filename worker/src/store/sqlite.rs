@@ -70,6 +70,7 @@ impl Backend for SqliteBackend {
     const RETURNING: bool = true;
     const TRAIT_EQUALITY_AS_IN: bool = true;
     const TALLY_SHARDS: i64 = 1;
+    const TRAITS_AS_JSON: bool = true;
 
     fn upsert_tail(pk: &str, cols: &[&str]) -> String {
         let sets: Vec<String> = cols.iter().map(|c| format!("{c} = excluded.{c}")).collect();

@@ -196,19 +196,20 @@ pub(crate) async fn write_signatures<B: Backend>(
     Ok(())
 }
 
-/// Counts one finished pipeline run at `now`.
-pub(crate) async fn count_run<B: Backend>(
+/// Counts `runs` finished pipeline runs with `outcome` at `now`.
+pub(crate) async fn count_runs<B: Backend>(
     conn: &mut B::Conn,
     outcome: RunOutcome,
     now: DateTime<Utc>,
     shard: i64,
+    runs: i64,
 ) -> Result<(), StoreError> {
     let mut sql = Sql::new("INSERT INTO stream_tally (minute, outcome, shard, runs) VALUES ");
     sql.bind_tuple([
         Arg::Int(bucket(micros(now), MINUTE)),
         Arg::Int(outcome.code()),
         Arg::Int(shard),
-        Arg::Int(1),
+        Arg::Int(runs),
     ])
     .push(&B::add_tail("minute, outcome, shard", "runs"));
     conn.execute(&sql).await?;

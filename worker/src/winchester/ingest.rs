@@ -10,6 +10,7 @@ use super::triggers::TriggerSet;
 use crate::distiller::{Distiller, Dropped};
 use crate::event::Event;
 use crate::store::{IngestReport, Store, StoreError};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -124,8 +125,13 @@ impl TriggerManager {
 
     /// Distils one notification (no distiller configured: everything is dropped).
     pub fn distill(&self, notification: &Value) -> Result<Event, Dropped> {
+        self.distill_at(notification, self.clock.now())
+    }
+
+    /// [`Self::distill`] with `now` (the time given to a notification without one).
+    pub fn distill_at(&self, notification: &Value, now: DateTime<Utc>) -> Result<Event, Dropped> {
         match &self.distiller {
-            Some(d) => d.distill_at(notification, self.clock.now()),
+            Some(d) => d.distill_at(notification, now),
             None => Err(Dropped::NoMatchingDefinition {
                 event_type: notification
                     .get("event_type")
@@ -176,6 +182,25 @@ impl TriggerManager {
             tracing::info!(duplicates = report.duplicates, "skipped duplicate events");
         }
         Ok(report)
+    }
+
+    /// Replay's batched ingest ([`Store::ingest_timed`]): each event stored at its own
+    /// replayed time, up to the first that a pipeline pass would have had to precede;
+    /// the clock follows the events consumed. Returns the report and how many.
+    pub async fn add_events_timed(
+        &self,
+        events: &[Event],
+        times: &[DateTime<Utc>],
+    ) -> Result<(IngestReport, usize), StoreError> {
+        let (report, consumed) = self
+            .store
+            .ingest_timed(events, self.triggers.as_ref(), times)
+            .await?;
+        if let (Some(sync), Some(latest)) = (&self.time_sync, times[..consumed].iter().max()) {
+            sync.advance_to(*latest);
+        }
+        self.stats.saved.fetch_add(report.stored, Ordering::Relaxed);
+        Ok((report, consumed))
     }
 
     /// Like [`Self::add_events`], retrying transient store errors (database away,

@@ -1,10 +1,11 @@
 //! Dry-running trigger and pipeline definitions over recorded notifications
 //! (`stv3 replay`): the original had no way to do it.
 //!
-//! Notifications are ingested one at a time with a [`FollowingClock`] set to each
-//! notification's timestamp, and after each one the pipeline worker runs until nothing
-//! is ready, so streams fire when the replayed time passes their fire timestamp, as
-//! they would have live. With `expire`, the clock is finally moved past every
+//! Notifications are replayed in the original's order: the [`FollowingClock`] moves to
+//! each notification's timestamp, the pipeline worker runs until nothing is ready, and
+//! then the notification is stored. Streams fire and expire when the replayed time
+//! passes their fire or expire timestamp, before the next notification arrives, as
+//! they would have live with workers that poll often (docs/architecture.md, "Time"). With `expire`, the clock is finally moved past every
 //! expiration and the worker runs again. Notabene handlers record what they would have
 //! published instead of publishing.
 
@@ -27,11 +28,66 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
+/// What a long replay reports as it goes (see [`ReplayOptions::progress`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Notifications read so far.
+    pub notifications: u64,
+    /// Events stored so far.
+    pub stored: u64,
+    /// The replayed clock: the latest notification time so far.
+    pub simulated: DateTime<Utc>,
+}
+
+/// Called with the progress every [`PROGRESS_EVERY`] notifications and at the end.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How often (in notifications) the progress callback is called.
+pub const PROGRESS_EVERY: u64 = 1000;
+
+/// Notifications distilled ahead of the store: the largest batch replay ingests.
+const READ_AHEAD: usize = 1000;
+/// The smallest batch offered after a cut.
+const MIN_OFFER: usize = 16;
+
 /// Options of a replay.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct ReplayOptions {
     /// After the input, move the clock past every expiration and run again.
     pub expire: bool,
+    /// Run the workers before every notification, even when nothing can be due: the
+    /// plain reading of the original's order, kept as the reference the faster path
+    /// is tested against.
+    pub reference: bool,
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for ReplayOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayOptions")
+            .field("expire", &self.expire)
+            .field("reference", &self.reference)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// Where a replay's time went (wall clock).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayTimings {
+    /// Turning notifications into events.
+    pub distill: std::time::Duration,
+    /// Storing events and sorting them into streams.
+    pub ingest: std::time::Duration,
+    /// The pipeline worker's passes (claims, pipelines, their emitted events).
+    pub passes: std::time::Duration,
+    /// Ingest calls (one per notification for the reference).
+    pub batches: u64,
+    /// Passes run, and those skipped because nothing could be due.
+    pub passes_run: u64,
+    pub passes_skipped: u64,
+    /// Reading the streams back for the report.
+    pub report: std::time::Duration,
 }
 
 /// What a replay did, and the report `--report json` prints.
@@ -46,6 +102,7 @@ pub struct ReplayOutcome {
     pub expired: u64,
     pub errors: u64,
     pub report: Value,
+    pub timings: ReplayTimings,
 }
 
 /// Replays `notifications` (with their 1-based line numbers) through the engine.
@@ -59,37 +116,167 @@ pub async fn replay(
     let sink = Arc::new(RecordingSink::default());
     let engine = Engine::following(config, store.clone(), clock.clone(), sink.clone())?;
     let emitted = Arc::new(Mutex::new(Vec::<Event>::new()));
-    let worker = engine.worker("replay").with_emitted_log(emitted.clone());
+    let mut worker = engine.worker("replay").with_emitted_log(emitted.clone());
+    if !options.reference {
+        worker = worker.with_chunk_writes();
+    }
     let manager = engine.manager.clone();
     let never = CancellationToken::new();
     let mut out = ReplayOutcome::default();
 
-    let drain = |out: &mut ReplayOutcome, r: super::worker::PassReport| {
-        out.fired += r.fired;
-        out.expired += r.expired;
-        out.errors += r.errors;
-    };
-
-    for (line, notification) in notifications {
-        out.notifications += 1;
-        let event = match manager.distill(&notification) {
-            Ok(e) => e,
-            Err(reason) => {
-                out.dropped.push((line, reason.to_string()));
-                continue;
+    /// Runs the worker's passes until one finds nothing to do, and returns when a
+    /// pass could next find something. The reference runs that last, idle pass; the
+    /// batched replay asks the store instead (one read instead of a pass's claims),
+    /// which tells the same: a pass claims only streams due before the clock.
+    async fn passes(
+        worker: &super::worker::PipelineWorker,
+        store: &dyn Store,
+        now: &dyn Fn() -> DateTime<Utc>,
+        reference: bool,
+        never: &CancellationToken,
+        out: &mut ReplayOutcome,
+    ) -> Result<Option<DateTime<Utc>>, ReplayError> {
+        let started = std::time::Instant::now();
+        let due = loop {
+            let r = worker.run_once(never).await?;
+            out.fired += r.fired;
+            out.expired += r.expired;
+            out.errors += r.errors;
+            out.timings.passes_run += 1;
+            if r.is_idle() {
+                break store.next_due().await?;
+            }
+            if !reference {
+                let due = store.next_due().await?;
+                if due.is_none_or(|d| d >= now()) {
+                    break due;
+                }
             }
         };
-        let report = manager.add_events(std::slice::from_ref(&event)).await?;
-        out.stored += report.stored;
-        out.duplicates += report.duplicates;
-        loop {
-            let pass = worker.run_once(&never).await?;
-            drain(&mut out, pass);
-            if pass.is_idle() {
+        out.timings.passes += started.elapsed();
+        Ok(due)
+    }
+    let now_fn = || clock.now();
+
+    // When a pass could next find something: a pass before a notification at time t
+    // does nothing unless some stream is due before t (claims take what is strictly
+    // before the clock), so it is skipped; this is tracked from the store after each
+    // pass and from what each ingest wrote.
+    let mut due = store.next_due().await?;
+    let report_progress = |out: &ReplayOutcome| {
+        if let Some(p) = &options.progress {
+            p(&Progress {
+                notifications: out.notifications,
+                stored: out.stored,
+                simulated: clock.now(),
+            });
+        }
+    };
+    // Read ahead: distilled events with their clocks (the running latest time), from
+    // `start` on (the consumed ones are dropped now and then, not one by one).
+    let mut input = notifications.into_iter();
+    let mut events: Vec<Event> = Vec::with_capacity(2 * READ_AHEAD);
+    let mut clocks: Vec<DateTime<Utc>> = Vec::with_capacity(2 * READ_AHEAD);
+    let mut start = 0;
+    let mut read_clock = clock.now();
+    let mut ended = false;
+    // The batch offered to the store: grows while batches go through whole, shrinks
+    // to what went through when the store cut one (each offer costs planning it).
+    let mut offer = READ_AHEAD;
+    loop {
+        if start >= READ_AHEAD {
+            events.drain(..start);
+            clocks.drain(..start);
+            start = 0;
+        }
+        while !ended && events.len() - start < READ_AHEAD {
+            let Some((line, notification)) = input.next() else {
+                ended = true;
                 break;
+            };
+            out.notifications += 1;
+            if out.notifications % PROGRESS_EVERY == 0 {
+                report_progress(&out);
+            }
+            let started = std::time::Instant::now();
+            // A notification without a timestamp gets the clock as it stood.
+            let distilled = manager.distill_at(&notification, read_clock);
+            out.timings.distill += started.elapsed();
+            match distilled {
+                Ok(e) => {
+                    read_clock = read_clock.max(e.timestamp);
+                    events.push(e);
+                    clocks.push(read_clock);
+                }
+                Err(reason) => out.dropped.push((line, reason.to_string())),
             }
         }
+        let Some(&first_clock) = clocks.get(start) else {
+            break;
+        };
+        // The original's order: the clock reaches the notification's time, the
+        // workers run until nothing is ready (live they poll on their own, so what
+        // became due before this notification is fired or expired before it
+        // arrives), and only then is the notification stored.
+        clock.advance_to(first_clock);
+        // (Events a pipeline emitted may have moved the clock further.)
+        let now = clock.now();
+        if options.reference || due.is_some_and(|d| d < now) {
+            due = passes(
+                &worker,
+                store.as_ref(),
+                &now_fn,
+                options.reference,
+                &never,
+                &mut out,
+            )
+            .await?;
+        } else {
+            out.timings.passes_skipped += 1;
+        }
+        let started = std::time::Instant::now();
+        let (report, consumed) = if options.reference {
+            let one = std::slice::from_ref(&events[start]);
+            (manager.add_events(one).await?, 1)
+        } else {
+            // The first event, and the next ones before anything stored is due; the
+            // store cuts the batch where a stream it writes becomes due.
+            let n = 1 + clocks[start + 1..]
+                .iter()
+                .take(offer.saturating_sub(1))
+                .take_while(|c| due.is_none_or(|d| **c < d))
+                .count();
+            let times: Vec<DateTime<Utc>> = clocks[start..start + n]
+                .iter()
+                .map(|c| (*c).max(now))
+                .collect();
+            let (report, consumed) = manager
+                .add_events_timed(&events[start..start + n], &times)
+                .await?;
+            offer = if consumed < n {
+                (consumed * 2).max(MIN_OFFER)
+            } else {
+                (offer * 2).min(READ_AHEAD)
+            };
+            (report, consumed)
+        };
+        out.timings.ingest += started.elapsed();
+        out.timings.batches += 1;
+        start += consumed.max(1);
+        out.stored += report.stored;
+        out.duplicates += report.duplicates;
+        due = [due, report.earliest_due].into_iter().flatten().min();
     }
+    // The workers' last poll, at the last notification's time.
+    passes(
+        &worker,
+        store.as_ref(),
+        &now_fn,
+        options.reference,
+        &never,
+        &mut out,
+    )
+    .await?;
     if options.expire {
         // Past every expiration, then run until quiet (expire pipelines may emit
         // events that open streams which expire in turn; bounded for safety).
@@ -100,18 +287,23 @@ pub async fn replay(
                 break;
             }
             clock.advance_to(latest + chrono::Duration::microseconds(1));
-            loop {
-                let pass = worker.run_once(&never).await?;
-                drain(&mut out, pass);
-                if pass.is_idle() {
-                    break;
-                }
-            }
+            passes(
+                &worker,
+                store.as_ref(),
+                &now_fn,
+                options.reference,
+                &never,
+                &mut out,
+            )
+            .await?;
         }
     }
+    report_progress(&out);
 
+    let started = std::time::Instant::now();
     let emitted_events = emitted.lock().map(|v| v.clone()).unwrap_or_default();
     out.report = build_report(store.as_ref(), &emitted_events, &sink).await?;
+    out.timings.report = started.elapsed();
     Ok(out)
 }
 
@@ -194,8 +386,11 @@ async fn build_report(
     sink: &RecordingSink,
 ) -> Result<Value, StoreError> {
     let mut streams = Vec::new();
-    for s in all_streams(store).await? {
-        let events = store.stream_events(s.id).await?;
+    let all = all_streams(store).await?;
+    let ids: Vec<_> = all.iter().map(|s| s.id).collect();
+    let mut members = store.stream_message_ids(&ids).await?;
+    for s in all {
+        let events = members.remove(&s.id).unwrap_or_default();
         let traits: Map<String, Value> = s
             .distinguishing_traits
             .iter()
@@ -210,7 +405,7 @@ async fn build_report(
             "last_event": format_datetime(&s.last_event),
             "fire_timestamp": opt_time(s.fire_timestamp),
             "expire_timestamp": opt_time(s.expire_timestamp),
-            "events": events.iter().map(|e| e.event.message_id.clone()).collect::<Vec<_>>(),
+            "events": events,
         }));
     }
     let mut out: Vec<Value> = emitted.iter().map(event_as_flat_json).collect();

@@ -16,6 +16,10 @@
 //!   broker away) sends the stream to retry_fire / retry_expire, claimed again after
 //!   `retry_delay`, rather than dropping what it had to publish.
 //! - Shutdown (SIGTERM) is checked between streams: the stream in hand is finished.
+//!
+//! Replay ([`PipelineWorker::with_chunk_writes`]) trades that per-stream durability for
+//! speed: a claimed chunk's events are read in one query, and what its pipelines
+//! emitted and how each run ended are written once the chunk is done.
 
 use super::clock::Clock;
 use super::debug::DebugManager;
@@ -23,7 +27,9 @@ use super::definition::TriggerDefinition;
 use super::ingest::TriggerManager;
 use super::pipeline::{CommitGate, Pipeline, PipelineError, RunOptions};
 use crate::event::Event;
-use crate::store::{Outcome, ReadyKind, Store, StoreError, Stream, StreamId};
+use crate::store::{
+    EventWindow, Outcome, ReadyKind, Store, StoreError, StoredEvent, Stream, StreamId,
+};
 use crate::timex::Expression;
 use async_trait::async_trait;
 use chrono::Utc;
@@ -33,7 +39,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -310,6 +316,18 @@ impl CommitGate for Claim {
     }
 }
 
+/// A claimed chunk's writes, held back until the chunk is done (replay only: see
+/// [`PipelineWorker::with_chunk_writes`]).
+#[derive(Default)]
+struct Held {
+    /// The chunk's streams' events, read in one query.
+    events: BTreeMap<StreamId, Vec<StoredEvent>>,
+    /// What each pipeline emitted, one group per run, in run order.
+    emitted: Vec<Vec<Event>>,
+    /// How each run ended: (kind label, stream, serial, outcome).
+    finishes: Vec<(&'static str, StreamId, i64, Outcome)>,
+}
+
 /// One pipeline worker.
 pub struct PipelineWorker {
     name: String,
@@ -319,6 +337,8 @@ pub struct PipelineWorker {
     metrics: WorkerMetrics,
     /// Every event pipelines emitted, when asked to keep them (replay reports).
     emitted_log: Option<Arc<Mutex<Vec<Event>>>>,
+    /// Hold a chunk's writes to its end ([`Self::with_chunk_writes`]).
+    chunk_writes: bool,
     counts: Mutex<(u64, u64, u64)>,
 }
 
@@ -336,6 +356,7 @@ impl PipelineWorker {
             settings,
             metrics: WorkerMetrics::new(),
             emitted_log: None,
+            chunk_writes: false,
             counts: Mutex::new((0, 0, 0)),
         }
     }
@@ -348,6 +369,20 @@ impl PipelineWorker {
     /// Keeps a copy of every event the pipelines emit (for `stv3 replay`).
     pub fn with_emitted_log(mut self, log: Arc<Mutex<Vec<Event>>>) -> Self {
         self.emitted_log = Some(log);
+        self
+    }
+
+    /// Replay's batched passes: each claimed chunk's events are read in one query, and
+    /// the events its pipelines emitted and the runs' outcomes are written once the
+    /// chunk is done (one ingest, one transaction) instead of stream by stream. The
+    /// outcome is the same as one stream at a time: a claimed stream no longer collects
+    /// events (its open key is gone), so nothing ingested meanwhile depends on whether
+    /// it is finished yet, and emitted events are stored at the clocks they would have
+    /// had. What it gives up is durability between streams: a worker that died
+    /// mid-chunk would run the chunk's committed pipelines again, which is why live
+    /// workers write stream by stream.
+    pub fn with_chunk_writes(mut self) -> Self {
+        self.chunk_writes = true;
         self
     }
 
@@ -393,6 +428,15 @@ impl PipelineWorker {
                     break;
                 }
                 handled += streams.len() as u32;
+                let mut held = if self.chunk_writes {
+                    let ids: Vec<StreamId> = streams.iter().map(|s| s.id).collect();
+                    Some(Held {
+                        events: self.store().streams_events(&ids, EventWindow::ALL).await?,
+                        ..Held::default()
+                    })
+                } else {
+                    None
+                };
                 let mut streams = streams.into_iter();
                 for stream in streams.by_ref() {
                     let claim = Claim::new(
@@ -401,7 +445,7 @@ impl PipelineWorker {
                         self.settings.lease,
                         claimed_at,
                     );
-                    match (kind, self.process(kind, &stream, &claim).await?) {
+                    match (kind, self.process(kind, &stream, &claim, &mut held).await?) {
                         (ReadyKind::Fire, RunEnd::Completed) => report.fired += 1,
                         (ReadyKind::Expire, RunEnd::Completed) => report.expired += 1,
                         (_, RunEnd::Failed) => report.errors += 1,
@@ -419,6 +463,9 @@ impl PipelineWorker {
                         stream = stream.id,
                         "left claimed at shutdown; its lease will release it"
                     );
+                }
+                if let Some(held) = held {
+                    self.write_held(held).await?;
                 }
             }
         }
@@ -455,6 +502,7 @@ impl PipelineWorker {
         kind: ReadyKind,
         stream: &Stream,
         claim: &Claim,
+        held: &mut Option<Held>,
     ) -> Result<RunEnd, StoreError> {
         let (kind_label, counter, fail) = match kind {
             ReadyKind::Fire => ("fire", "Streams fired", Outcome::Error),
@@ -468,7 +516,7 @@ impl PipelineWorker {
                 &format!("Unknown trigger def '{}'", stream.name),
                 1,
             );
-            self.finish(kind_label, stream, fail).await?;
+            self.finish(kind_label, stream, fail, held).await?;
             return Ok(RunEnd::Failed);
         };
         // Streams of a chunk wait their turn; one that waited long may have been
@@ -508,7 +556,7 @@ impl PipelineWorker {
                     RunEnd::Failed
                 }
                 Some(pipeline) => {
-                    self.run_pipeline(kind_label, pipeline, stream, claim)
+                    self.run_pipeline(kind_label, pipeline, stream, claim, held)
                         .await?
                 }
             },
@@ -521,14 +569,14 @@ impl PipelineWorker {
             let outcome = Outcome::Retry {
                 not_before: Utc::now() + delay,
             };
-            self.finish(kind_label, stream, outcome).await?;
+            self.finish(kind_label, stream, outcome, held).await?;
         } else if end == RunEnd::Completed {
             let outcome = if self.settings.purge_completed_streams {
                 Outcome::Purge
             } else {
                 Outcome::Completed
             };
-            self.finish(kind_label, stream, outcome).await?;
+            self.finish(kind_label, stream, outcome, held).await?;
             self.debug().bump(&stream.name, counter, 1);
             let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
             match kind {
@@ -536,7 +584,7 @@ impl PipelineWorker {
                 ReadyKind::Expire => c.1 += 1,
             }
         } else {
-            self.finish(kind_label, stream, fail).await?;
+            self.finish(kind_label, stream, fail, held).await?;
         }
         Ok(end)
     }
@@ -557,15 +605,14 @@ impl PipelineWorker {
         pipeline: &Pipeline,
         stream: &Stream,
         claim: &Claim,
+        held: &mut Option<Held>,
     ) -> Result<RunEnd, StoreError> {
         let started = Instant::now();
-        let events: Vec<Event> = self
-            .store()
-            .stream_events(stream.id)
-            .await?
-            .into_iter()
-            .map(|s| s.event)
-            .collect();
+        let stored = match held {
+            Some(h) => h.events.remove(&stream.id).unwrap_or_default(),
+            None => self.store().stream_events(stream.id).await?,
+        };
+        let events: Vec<Event> = stored.into_iter().map(|s| s.event).collect();
         let options = RunOptions {
             handler_timeout: Some(self.settings.handler_timeout),
             gate: Some(claim),
@@ -591,7 +638,11 @@ impl PipelineWorker {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(output) => {
-                if !output.new_events.is_empty() {
+                if let Some(h) = held {
+                    if !output.new_events.is_empty() {
+                        h.emitted.push(output.new_events);
+                    }
+                } else if !output.new_events.is_empty() {
                     // The pipeline committed: its events must not be lost, so a
                     // database hiccup here is retried rather than failing the stream.
                     self.manager
@@ -627,17 +678,69 @@ impl PipelineWorker {
 
     async fn finish(
         &self,
-        kind_label: &str,
+        kind_label: &'static str,
         stream: &Stream,
         outcome: Outcome,
+        held: &mut Option<Held>,
     ) -> Result<(), StoreError> {
+        if let Some(h) = held {
+            h.finishes
+                .push((kind_label, stream.id, stream.state_serial_no, outcome));
+            return Ok(());
+        }
         let ours = self
             .store()
             .finish_stream(stream.id, stream.state_serial_no, outcome)
             .await?;
+        self.count_finish(kind_label, stream.id, outcome, ours);
+        Ok(())
+    }
+
+    /// Writes what a chunk held back: the emitted events in one ingest, each group at
+    /// the clock its own ingest would have had (the latest of the clock and its
+    /// events), then every run's end in one transaction.
+    async fn write_held(&self, held: Held) -> Result<(), StoreError> {
+        let mut events = Vec::new();
+        let mut times = Vec::new();
+        let mut at = self.clock().now();
+        for group in held.emitted {
+            if let Some(latest) = group.iter().map(|e| e.timestamp).max() {
+                at = at.max(latest);
+            }
+            times.extend(std::iter::repeat_n(at, group.len()));
+            events.extend(group);
+        }
+        let mut done = 0;
+        while done < events.len() {
+            let (_, consumed) = self
+                .manager
+                .add_events_timed(&events[done..], &times[done..])
+                .await?;
+            done += consumed.max(1);
+        }
+        if !events.is_empty() {
+            self.metrics.events_emitted.inc_by(events.len() as u64);
+            if let Some(log) = &self.emitted_log {
+                log.lock().unwrap_or_else(|p| p.into_inner()).extend(events);
+            }
+        }
+        let runs: Vec<(StreamId, i64, Outcome)> = held
+            .finishes
+            .iter()
+            .map(|&(_, id, serial, outcome)| (id, serial, outcome))
+            .collect();
+        let ours = self.store().finish_streams(&runs).await?;
+        for ((kind_label, id, _, outcome), ours) in held.finishes.into_iter().zip(ours) {
+            self.count_finish(kind_label, id, outcome, ours);
+        }
+        Ok(())
+    }
+
+    /// Counts a recorded run's end (`ours`: the stream was still this worker's).
+    fn count_finish(&self, kind_label: &str, stream_id: StreamId, outcome: Outcome, ours: bool) {
         let result = if !ours {
             tracing::warn!(
-                stream = stream.id,
+                stream = stream_id,
                 "claim was lost (lease ran out); another worker retries it"
             );
             "lost"
@@ -649,7 +752,6 @@ impl PipelineWorker {
             }
         };
         self.count(kind_label, result);
-        Ok(())
     }
 
     /// The original's statistics line, and the debug counters.

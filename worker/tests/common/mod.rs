@@ -51,6 +51,7 @@ macro_rules! store_conformance {
             reset_and_delete_streams,
             ids_differing_by_trailing_spaces_are_distinct,
             console_tallies_follow_the_store,
+            finishing_many_runs_at_once,
         );
     };
 }
@@ -1720,4 +1721,72 @@ pub async fn console_tallies_follow_the_store(store: Arc<dyn Store>) {
         )
     );
     assert_eq!(seen[1].name, "cell-2");
+}
+
+/// `finish_streams` (replay's batched passes) records many runs in one go as
+/// `finish_stream` would one by one: each stream's new state, a stale serial and a
+/// stream named twice refused, a purge, a retry, and the run counters.
+pub async fn finishing_many_runs_at_once(store: Arc<dyn Store>) {
+    use worker::store::tally::RunOutcome;
+    let t = secs(0);
+    let events: Vec<Event> = (0..5)
+        .map(|i| inst(&format!("m-{i}"), &format!("i-{i}"), t))
+        .collect();
+    store.ingest(&events, &rules(), t).await.unwrap();
+    let later = t + Duration::hours(3);
+    let claimed = store
+        .claim_ready(ReadyKind::Expire, later, 5, later + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    let run = |i: usize, outcome: Outcome| (claimed[i].id, claimed[i].state_serial_no, outcome);
+    let not_before = Utc::now() + Duration::minutes(5);
+    let runs = vec![
+        run(0, Outcome::Completed),
+        run(1, Outcome::ExpireError),
+        (
+            claimed[2].id,
+            claimed[2].state_serial_no + 7,
+            Outcome::Completed,
+        ),
+        run(3, Outcome::Purge),
+        run(4, Outcome::Retry { not_before }),
+        run(0, Outcome::Completed),
+    ];
+    assert_eq!(
+        store.finish_streams(&runs).await.unwrap(),
+        vec![true, true, false, true, true, false]
+    );
+    assert_eq!(store.finish_streams(&[]).await.unwrap(), Vec::<bool>::new());
+    let mut states = Vec::new();
+    for s in &claimed {
+        states.push(store.get_stream(s.id).await.unwrap().map(|s| s.state));
+    }
+    assert_eq!(
+        states,
+        vec![
+            Some(StreamState::Completed),
+            Some(StreamState::ExpireError),
+            Some(StreamState::Expiring),
+            None,
+            Some(StreamState::RetryExpire),
+        ]
+    );
+    let now = Utc::now();
+    let mut counted: Vec<(RunOutcome, u64)> = store
+        .pipeline_runs(now - Duration::minutes(5), now + Duration::minutes(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.outcome, r.runs))
+        .collect();
+    counted.sort();
+    assert_eq!(
+        counted,
+        vec![
+            (RunOutcome::Expired, 2),
+            (RunOutcome::ExpireError, 1),
+            (RunOutcome::Retried, 1)
+        ]
+    );
 }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use worker::event::TraitValue;
 use worker::store::{EventQuery, Page};
 
-const FAILED: &str = "compute.instance.exists.failed";
+use super::overview::FAILED;
 /// Failure events read for one page: the page says when a window has more.
 const MAX_FAILURES: u64 = 5000;
 

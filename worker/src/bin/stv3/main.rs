@@ -10,9 +10,16 @@ mod check_config;
 mod db;
 mod distill;
 mod notigen;
+mod progress;
 mod replay;
 mod sandbox;
 mod timex;
+
+/// mimalloc rather than the system's allocator: distilling and replaying allocate
+/// many small, short-lived values (traits, rows), and glibc's malloc spent a third of
+/// replay's time consolidating them (docs/benchmarks.md, "Replay").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "stv3", version, about = "StackTach.v3 tools")]
