@@ -167,20 +167,24 @@ impl Drop for Container {
 fn run_to_end(id: &str, run: Run, timeout: Duration) -> Result<(i32, String)> {
     let c = Container::start(id, run)?;
     let code = c.wait_exit(timeout)?;
-    Ok((code, settled_log(&c)))
+    Ok((code, settled_log(&c, code != 0)))
 }
 
 /// The log of an exited container once the shim has finished copying it: the shim
 /// copies the output to the file on its own, and after a quick exit on a loaded
-/// machine the file was read still empty (CI saw a one-line error missing). Waits for
-/// a non-empty log that holds still for 200 ms, up to 5 s.
-fn settled_log(c: &Container) -> String {
+/// machine the file was read still empty (CI saw a one-line error missing), or held
+/// the start-up line but not yet the error that followed it. Waits, up to 5 s, for a
+/// non-empty log that holds still for 200 ms and, after a failed exit (`failed`),
+/// holds an error line (every failed exit of ours logs one; a log without it after
+/// 5 s is returned as it is, for the test to fail on).
+fn settled_log(c: &Container, failed: bool) -> String {
     let start = Instant::now();
     let mut last = c.log_text();
     while start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(200));
         let now = c.log_text();
-        if !now.is_empty() && now == last {
+        let complete = !failed || now.contains("\"level\":\"ERROR\"");
+        if !now.is_empty() && now == last && complete {
             return now;
         }
         last = now;
