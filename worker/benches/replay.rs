@@ -6,8 +6,11 @@
 //! the ratio and where replay's time went.
 //!
 //! ```sh
-//! cargo bench -p stv3-worker --bench replay -- [--count 200000] [--reference]
+//! cargo bench -p stv3-worker --bench replay -- [--count 200000] [--reference] [--sqlx]
 //! ```
+//!
+//! `--sqlx` replays into sqlx's in-memory SQLite instead of the inline driver
+//! `stv3 replay` uses (`store::inline`), to compare the two.
 //!
 //! `--reference` also times the one-at-a-time reference path (a pass before every
 //! notification, one event per ingest) on the first 20,000 notifications and checks
@@ -41,16 +44,23 @@ fn arg(name: &str) -> Option<String> {
 
 async fn run_replay(lines: &[String], reference: bool) -> (ReplayOutcome, f64) {
     let config = load_config(&root().join("etc/winchester.yaml")).expect("etc config");
-    let store = store::open("sqlite::memory:").await.expect("sqlite");
+    // `stv3 replay`'s default store, or the services' driver on the same database.
+    let store = if std::env::args().any(|a| a == "--sqlx") {
+        store::open("sqlite::memory:").await.expect("sqlite")
+    } else {
+        store::inline::open_memory(store::OpenOptions::default()).expect("sqlite")
+    };
     store.migrate().await.expect("migrate");
     // As `stv3 replay` does with its default in-memory store.
     store
         .drop_query_indexes()
         .await
         .expect("drop query indexes");
+    // Parsed as they are read (on replay's reader thread), as distil parses them.
+    let lines = lines.to_vec();
     let started = Instant::now();
-    let input = lines.iter().enumerate().map(|(i, l)| {
-        let v: Value = serde_json::from_str(l).expect("JSON line");
+    let input = lines.into_iter().enumerate().map(|(i, l)| {
+        let v: Value = serde_json::from_str(&l).expect("JSON line");
         (i + 1, v)
     });
     let options = ReplayOptions {
@@ -100,20 +110,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (outcome, replay_s) = runtime.block_on(run_replay(&lines, false));
     let replay_rate = count as f64 / replay_s;
-    let t = &outcome.timings;
     println!(
-        "replay: {} stored, {} fired, {} expired in {replay_s:.2} s: {replay_rate:.0} notifications/s \
-         (distill {:.2} s, ingest {:.2} s in {} batches, passes {:.2} s ({} run, {} skipped), report {:.2} s)",
-        outcome.stored,
-        outcome.fired,
-        outcome.expired,
-        t.distill.as_secs_f64(),
-        t.ingest.as_secs_f64(),
-        t.batches,
-        t.passes.as_secs_f64(),
-        t.passes_run,
-        t.passes_skipped,
-        t.report.as_secs_f64()
+        "replay: {} stored, {} fired, {} expired in {replay_s:.2} s: {replay_rate:.0} notifications/s ({})",
+        outcome.stored, outcome.fired, outcome.expired, outcome.timings
     );
     println!(
         "ratio: replay runs at 1/{:.1} of distill's rate (goal: at least 1/6)",

@@ -73,7 +73,7 @@ fn notification(id: &str, event_type: &str, at: &str) -> Value {
 /// handler's, which join streams too).
 async fn streams_of(dir: &Path, input: Vec<Value>) -> (u64, Vec<Vec<String>>) {
     let config = load_config(&dir.join("winchester.yaml")).expect("config loads");
-    let store = store::open("sqlite::memory:").await.unwrap();
+    let store = store::inline::open_memory(store::OpenOptions::default()).unwrap();
     store.migrate().await.unwrap();
     let outcome = replay(
         &config,
@@ -142,24 +142,31 @@ async fn a_notification_of_the_same_instant_still_joins() {
 }
 
 /// Replays `input` with `config` both ways, `--expire` or not: the batched default
-/// and the one-at-a-time reference; the reports must be identical.
+/// (into the inline in-memory store `stv3 replay` uses) and the one-at-a-time
+/// reference (into sqlx's, the services' driver); the reports must be identical.
 async fn same_report_both_ways(config: &Path, input: &[Value]) -> usize {
     let config = load_config(config).expect("config loads");
     let mut streams = 0;
     for expire in [false, true] {
         let mut reports = Vec::new();
         for reference in [false, true] {
-            let store = store::open("sqlite::memory:").await.unwrap();
+            let store = if reference {
+                store::open("sqlite::memory:").await.unwrap()
+            } else {
+                store::inline::open_memory(store::OpenOptions::default()).unwrap()
+            };
             store.migrate().await.unwrap();
             let options = ReplayOptions {
                 expire,
                 reference,
                 progress: None,
             };
+            // Owned: replay reads its input on a thread of its own.
+            let owned: Vec<Value> = input.to_vec();
             let outcome = replay(
                 &config,
                 store,
-                input.iter().cloned().enumerate().map(|(i, n)| (i + 1, n)),
+                owned.into_iter().enumerate().map(|(i, n)| (i + 1, n)),
                 options,
             )
             .await
@@ -229,4 +236,24 @@ async fn batched_replay_reports_what_the_reference_does() {
     let dir = config_dir();
     assert!(same_report_both_ways(&dir.join("winchester.yaml"), &traffic).await > 6);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The input is read on a thread of its own: if reading fails part way (here the
+/// iterator panics, as a reader of a broken archive might), the replay says so
+/// instead of reporting on the part it got.
+#[tokio::test]
+async fn a_reader_that_stops_early_fails_the_replay() {
+    let config = load_config(&root().join("etc/winchester.yaml")).expect("config loads");
+    let store = store::inline::open_memory(store::OpenOptions::default()).unwrap();
+    store.migrate().await.unwrap();
+    let input = jsonl(&root().join("worker/tests/data/notifications-sample.jsonl"));
+    assert!(input.len() > 10);
+    let failing = input.into_iter().enumerate().map(|(i, n)| {
+        assert!(i < 10, "the archive is damaged after record 10");
+        (i + 1, n)
+    });
+    let err = replay(&config, store, failing, ReplayOptions::default())
+        .await
+        .expect_err("a reader that stopped must fail the replay");
+    assert!(err.to_string().contains("reader"), "{err}");
 }

@@ -433,15 +433,7 @@ impl<B: Backend> SqlStore<B> {
             conn.commit().await?;
             return Ok(false);
         };
-        let expiring = row.int(0)? == i64::from(StreamState::Expiring.as_i16())
-            || row.int(0)? == i64::from(StreamState::RetryExpire.as_i16());
-        let counted = match outcome {
-            Outcome::Completed | Outcome::Purge if expiring => tally::RunOutcome::Expired,
-            Outcome::Completed | Outcome::Purge => tally::RunOutcome::Fired,
-            Outcome::Error => tally::RunOutcome::FireError,
-            Outcome::ExpireError => tally::RunOutcome::ExpireError,
-            Outcome::Retry { .. } => tally::RunOutcome::Retried,
-        };
+        let counted = run_outcome(row.int(0)?, &outcome);
         let changed = match outcome {
             Outcome::Purge => Self::delete_stream_in(&mut conn, stream_id, Some(serial)).await?,
             _ => {
@@ -487,15 +479,7 @@ impl<B: Backend> SqlStore<B> {
                 ours.push(false);
                 continue;
             }
-            let expiring = state == i64::from(StreamState::Expiring.as_i16())
-                || state == i64::from(StreamState::RetryExpire.as_i16());
-            let run = match outcome {
-                Outcome::Completed | Outcome::Purge if expiring => tally::RunOutcome::Expired,
-                Outcome::Completed | Outcome::Purge => tally::RunOutcome::Fired,
-                Outcome::Error => tally::RunOutcome::FireError,
-                Outcome::ExpireError => tally::RunOutcome::ExpireError,
-                Outcome::Retry { .. } => tally::RunOutcome::Retried,
-            };
+            let run = run_outcome(state, &outcome);
             let changed = match outcome {
                 Outcome::Purge => Self::delete_stream_in(&mut conn, id, Some(serial)).await?,
                 Outcome::Retry { .. } => {
@@ -1137,6 +1121,20 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn collectors(&self) -> Result<Vec<tally::CollectorSeen>, StoreError> {
         let mut conn = self.backend.read().await?;
         tally::collectors::<B>(&mut conn).await
+    }
+}
+
+/// How a run that ended with `outcome` on a stream in `state` (its stored code) is
+/// counted: completing an expiring stream is an expiry, any other a firing.
+fn run_outcome(state: i64, outcome: &Outcome) -> tally::RunOutcome {
+    let expiring = state == i64::from(StreamState::Expiring.as_i16())
+        || state == i64::from(StreamState::RetryExpire.as_i16());
+    match outcome {
+        Outcome::Completed | Outcome::Purge if expiring => tally::RunOutcome::Expired,
+        Outcome::Completed | Outcome::Purge => tally::RunOutcome::Fired,
+        Outcome::Error => tally::RunOutcome::FireError,
+        Outcome::ExpireError => tally::RunOutcome::ExpireError,
+        Outcome::Retry { .. } => tally::RunOutcome::Retried,
     }
 }
 

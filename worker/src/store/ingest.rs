@@ -218,13 +218,17 @@ pub(crate) async fn ingest_once<B: Backend>(
     let mut fresh = not_yet_stored::<B>(&mut conn, batch).await?;
     let mut consumed = events.len();
     let mut times = Vec::new();
+    // The cut routed the batch and read its open streams already: nothing was
+    // written since, so what it read holds for the part that goes through.
+    let mut routed = None;
     if let Clocks::PerEvent(per_event) = clocks {
-        let (cut, fresh_times) =
+        let (cut, fresh_times, groups, open) =
             replay_cut::<B>(&mut conn, events, &fresh, per_event, rules).await?;
         consumed = cut.consumed;
         fresh.truncate(cut.fresh);
         times = fresh_times;
         times.truncate(cut.fresh);
+        routed = Some((members_before(groups, cut.fresh), open));
     }
     let now_of = |i: usize| match clocks {
         Clocks::At(now) => now,
@@ -238,9 +242,19 @@ pub(crate) async fn ingest_once<B: Backend>(
     }
     let (event_ids, type_of, types) = insert_events(store, &mut conn, &fresh).await?;
 
-    let groups = route(&fresh, rules);
+    let (groups, open) = match routed {
+        Some(known) => known,
+        None => {
+            let groups = route(&fresh, rules);
+            let open = if groups.is_empty() {
+                HashMap::new()
+            } else {
+                lock_open_streams::<B>(&mut conn, &groups).await?
+            };
+            (groups, open)
+        }
+    };
     if !groups.is_empty() {
-        let open = lock_open_streams::<B>(&mut conn, &groups).await?;
         let plan = plan_streams(&groups, open, &fresh, rules, &now_of, &mut report)?;
         let (targets, created) = write_streams::<B>(&mut conn, &groups, plan).await?;
         insert_memberships::<B>(
@@ -277,14 +291,15 @@ struct Cut {
 /// and the batch stops before the first event that sees such a stream. The first
 /// event is always taken (the caller ran the passes due before it), and the caller
 /// stops the batch before any event at or past the earliest due stream already
-/// stored. Returns the cut and the clocks of the fresh events.
+/// stored. Returns the cut, the clocks of the fresh events, and their routing and
+/// open streams (for all of them: [`members_before`] keeps the part cut to).
 async fn replay_cut<B: Backend>(
     conn: &mut B::Conn,
     events: &[Event],
     fresh: &[&Event],
     per_event: &[DateTime<Utc>],
     rules: &dyn StreamRules,
-) -> Result<(Cut, Vec<DateTime<Utc>>), StoreError> {
+) -> Result<CutRead, StoreError> {
     // Fresh events are first occurrences in input order: their input positions.
     let mut position: HashMap<&str, usize> = HashMap::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
@@ -305,8 +320,9 @@ async fn replay_cut<B: Backend>(
         .collect();
     let groups = route(fresh, rules);
     let mut cut = fresh.len();
+    let mut open = HashMap::new();
     if !groups.is_empty() {
-        let open = lock_open_streams::<B>(conn, &groups).await?;
+        open = lock_open_streams::<B>(conn, &groups).await?;
         let mut scratch = IngestReport::default();
         let mut due_after = |fresh_index: usize, due: DateTime<Utc>| {
             let later = &times[fresh_index + 1..];
@@ -314,7 +330,7 @@ async fn replay_cut<B: Backend>(
         };
         plan_streams_watching(
             &groups,
-            open,
+            open.clone(),
             fresh,
             rules,
             &|i| times[i],
@@ -332,7 +348,30 @@ async fn replay_cut<B: Backend>(
             fresh: cut,
         },
         times,
+        groups,
+        open,
     ))
+}
+
+/// What [`replay_cut`] returns.
+type CutRead = (
+    Cut,
+    Vec<DateTime<Utc>>,
+    Vec<Group>,
+    HashMap<String, StreamRow>,
+);
+
+/// `groups` as [`route`] makes them for the first `n` fresh events: routing is per
+/// event and groups come in the order of their first member, so dropping the later
+/// members (and the groups left empty) is the same as routing the prefix.
+fn members_before(groups: Vec<Group>, n: usize) -> Vec<Group> {
+    groups
+        .into_iter()
+        .filter_map(|mut g| {
+            g.members.retain(|(i, _)| *i < n);
+            (!g.members.is_empty()).then_some(g)
+        })
+        .collect()
 }
 
 /// Step 9, last so that its hot counter rows are locked for the shortest time: the

@@ -24,6 +24,7 @@
 pub mod bookkeeping;
 pub mod engine;
 mod ingest;
+pub mod inline;
 pub mod mysql;
 mod rows;
 pub mod sql;

@@ -35,15 +35,17 @@ pub struct SqliteBackend {
 /// the caller keeps its batch and retries. A constraint or a value the schema
 /// refuses (SQLITE_CONSTRAINT, SQLITE_TOOBIG, SQLITE_MISMATCH) is about the data.
 fn classify(e: &dyn DatabaseError) -> DbFault {
-    let code = e.code().and_then(|c| c.parse::<i32>().ok());
+    classify_code(e.code().and_then(|c| c.parse::<i32>().ok()), e.message())
+}
+
+/// [`classify`] on an (extended) result code and message, for either SQLite driver.
+pub(crate) fn classify_code(code: Option<i32>, message: &str) -> DbFault {
     match code.map(|c| c & 0xff) {
         Some(5 | 6) => DbFault::Race,
         // SQLITE_INTERRUPT: the progress handler stopped a statement past its time.
         Some(9) => DbFault::Timeout,
         Some(3 | 7 | 8 | 10 | 11 | 13 | 14 | 23 | 26) => DbFault::Health,
-        Some(1)
-            if e.message().contains("no such table") || e.message().contains("no such column") =>
-        {
+        Some(1) if message.contains("no such table") || message.contains("no such column") => {
             DbFault::Health
         }
         _ => DbFault::Data,
@@ -104,15 +106,14 @@ impl Backend for SqliteBackend {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/sqlite")
+        migrator()
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))
     }
 
     async fn schema_status(&self) -> Result<super::SchemaStatus, StoreError> {
-        let migrator = sqlx::migrate!("./migrations/sqlite");
-        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let latest = migrator().iter().map(|m| m.version).max().unwrap_or(0);
         let tables: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
         )
@@ -220,6 +221,11 @@ async fn arm_deadline(
     // Called every 1,000 virtual-machine steps, a few microseconds apart.
     handle.set_progress_handler(1000, move || std::time::Instant::now() < deadline);
     Ok(())
+}
+
+/// The schema's migrations, embedded at build time.
+pub(crate) fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations/sqlite")
 }
 
 /// Connects and returns the store as the common interface.

@@ -12,12 +12,14 @@
 use super::clock::{Clock, FollowingClock};
 use super::config::LoadedConfig;
 use super::engine::{Engine, EngineError};
+use super::ingest::TriggerManager;
 use crate::event::{format_datetime, Event};
 use crate::notabene::RecordingSink;
 use crate::store::{DistValue, Page, Store, StoreError, StreamQuery};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,9 @@ pub enum ReplayError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The thread reading and distilling the input could not start or stopped early.
+    #[error("reading the notifications: {0}")]
+    Reader(String),
 }
 
 /// What a long replay reports as it goes (see [`ReplayOptions::progress`]).
@@ -47,6 +52,9 @@ pub const PROGRESS_EVERY: u64 = 1000;
 
 /// Notifications distilled ahead of the store: the largest batch replay ingests.
 const READ_AHEAD: usize = 1000;
+/// Notifications per chunk the reader thread hands over, and chunks in flight.
+const READ_CHUNK: usize = 256;
+const READ_CHUNKS_AHEAD: usize = 8;
 /// The smallest batch offered after a cut.
 const MIN_OFFER: usize = 16;
 
@@ -75,7 +83,8 @@ impl std::fmt::Debug for ReplayOptions {
 /// Where a replay's time went (wall clock).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ReplayTimings {
-    /// Turning notifications into events.
+    /// Reading notifications from the input and turning them into events, on the
+    /// reader thread, alongside the rest ([`spawn_reader`]).
     pub distill: std::time::Duration,
     /// Storing events and sorting them into streams.
     pub ingest: std::time::Duration,
@@ -88,6 +97,23 @@ pub struct ReplayTimings {
     pub passes_skipped: u64,
     /// Reading the streams back for the report.
     pub report: std::time::Duration,
+}
+
+impl std::fmt::Display for ReplayTimings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "read and distil {:.2} s (alongside), ingest {:.2} s ({} batches), \
+             pipeline passes {:.2} s ({} run, {} skipped: nothing due), report {:.2} s",
+            self.distill.as_secs_f64(),
+            self.ingest.as_secs_f64(),
+            self.batches,
+            self.passes.as_secs_f64(),
+            self.passes_run,
+            self.passes_skipped,
+            self.report.as_secs_f64()
+        )
+    }
 }
 
 /// What a replay did, and the report `--report json` prints.
@@ -106,12 +132,16 @@ pub struct ReplayOutcome {
 }
 
 /// Replays `notifications` (with their 1-based line numbers) through the engine.
-pub async fn replay(
+pub async fn replay<I>(
     config: &LoadedConfig,
     store: Arc<dyn Store>,
-    notifications: impl IntoIterator<Item = (usize, Value)>,
+    notifications: I,
     options: ReplayOptions,
-) -> Result<ReplayOutcome, ReplayError> {
+) -> Result<ReplayOutcome, ReplayError>
+where
+    I: IntoIterator<Item = (usize, Value)>,
+    I::IntoIter: Send + 'static,
+{
     let clock = Arc::new(FollowingClock::new(DateTime::<Utc>::UNIX_EPOCH));
     let sink = Arc::new(RecordingSink::default());
     let engine = Engine::following(config, store.clone(), clock.clone(), sink.clone())?;
@@ -121,42 +151,14 @@ pub async fn replay(
         worker = worker.with_chunk_writes();
     }
     let manager = engine.manager.clone();
-    let never = CancellationToken::new();
+    let workers = Workers {
+        worker,
+        store: store.as_ref(),
+        clock: &clock,
+        reference: options.reference,
+        never: CancellationToken::new(),
+    };
     let mut out = ReplayOutcome::default();
-
-    /// Runs the worker's passes until one finds nothing to do, and returns when a
-    /// pass could next find something. The reference runs that last, idle pass; the
-    /// batched replay asks the store instead (one read instead of a pass's claims),
-    /// which tells the same: a pass claims only streams due before the clock.
-    async fn passes(
-        worker: &super::worker::PipelineWorker,
-        store: &dyn Store,
-        now: &dyn Fn() -> DateTime<Utc>,
-        reference: bool,
-        never: &CancellationToken,
-        out: &mut ReplayOutcome,
-    ) -> Result<Option<DateTime<Utc>>, ReplayError> {
-        let started = std::time::Instant::now();
-        let due = loop {
-            let r = worker.run_once(never).await?;
-            out.fired += r.fired;
-            out.expired += r.expired;
-            out.errors += r.errors;
-            out.timings.passes_run += 1;
-            if r.is_idle() {
-                break store.next_due().await?;
-            }
-            if !reference {
-                let due = store.next_due().await?;
-                if due.is_none_or(|d| d >= now()) {
-                    break due;
-                }
-            }
-        };
-        out.timings.passes += started.elapsed();
-        Ok(due)
-    }
-    let now_fn = || clock.now();
 
     // When a pass could next find something: a pass before a notification at time t
     // does nothing unless some stream is due before t (claims take what is strictly
@@ -174,11 +176,11 @@ pub async fn replay(
     };
     // Read ahead: distilled events with their clocks (the running latest time), from
     // `start` on (the consumed ones are dropped now and then, not one by one).
-    let mut input = notifications.into_iter();
+    let (mut input, reader) = spawn_reader(manager.clone(), notifications, clock.now())?;
+    let mut reader = Some(reader);
     let mut events: Vec<Event> = Vec::with_capacity(2 * READ_AHEAD);
     let mut clocks: Vec<DateTime<Utc>> = Vec::with_capacity(2 * READ_AHEAD);
     let mut start = 0;
-    let mut read_clock = clock.now();
     let mut ended = false;
     // The batch offered to the store: grows while batches go through whole, shrinks
     // to what went through when the store cut one (each offer costs planning it).
@@ -190,25 +192,26 @@ pub async fn replay(
             start = 0;
         }
         while !ended && events.len() - start < READ_AHEAD {
-            let Some((line, notification)) = input.next() else {
+            let Some(chunk) = input.recv().await else {
                 ended = true;
+                // The reader hung up: at the end of the input, or because it failed.
+                if reader.take().is_some_and(|r| r.join().is_err()) {
+                    return Err(ReplayError::Reader(
+                        "the reader thread stopped before the end of the input".into(),
+                    ));
+                }
                 break;
             };
-            out.notifications += 1;
-            if out.notifications % PROGRESS_EVERY == 0 {
-                report_progress(&out);
+            let before = out.notifications;
+            out.notifications += chunk.notifications;
+            out.timings.distill += chunk.took;
+            for (e, at) in chunk.events {
+                events.push(e);
+                clocks.push(at);
             }
-            let started = std::time::Instant::now();
-            // A notification without a timestamp gets the clock as it stood.
-            let distilled = manager.distill_at(&notification, read_clock);
-            out.timings.distill += started.elapsed();
-            match distilled {
-                Ok(e) => {
-                    read_clock = read_clock.max(e.timestamp);
-                    events.push(e);
-                    clocks.push(read_clock);
-                }
-                Err(reason) => out.dropped.push((line, reason.to_string())),
+            out.dropped.extend(chunk.dropped);
+            if before / PROGRESS_EVERY != out.notifications / PROGRESS_EVERY {
+                report_progress(&out);
             }
         }
         let Some(&first_clock) = clocks.get(start) else {
@@ -222,15 +225,7 @@ pub async fn replay(
         // (Events a pipeline emitted may have moved the clock further.)
         let now = clock.now();
         if options.reference || due.is_some_and(|d| d < now) {
-            due = passes(
-                &worker,
-                store.as_ref(),
-                &now_fn,
-                options.reference,
-                &never,
-                &mut out,
-            )
-            .await?;
+            due = workers.passes(&mut out).await?;
         } else {
             out.timings.passes_skipped += 1;
         }
@@ -268,15 +263,7 @@ pub async fn replay(
         due = [due, report.earliest_due].into_iter().flatten().min();
     }
     // The workers' last poll, at the last notification's time.
-    passes(
-        &worker,
-        store.as_ref(),
-        &now_fn,
-        options.reference,
-        &never,
-        &mut out,
-    )
-    .await?;
+    workers.passes(&mut out).await?;
     if options.expire {
         // Past every expiration, then run until quiet (expire pipelines may emit
         // events that open streams which expire in turn; bounded for safety).
@@ -287,15 +274,7 @@ pub async fn replay(
                 break;
             }
             clock.advance_to(latest + chrono::Duration::microseconds(1));
-            passes(
-                &worker,
-                store.as_ref(),
-                &now_fn,
-                options.reference,
-                &never,
-                &mut out,
-            )
-            .await?;
+            workers.passes(&mut out).await?;
         }
     }
     report_progress(&out);
@@ -305,6 +284,102 @@ pub async fn replay(
     out.report = build_report(store.as_ref(), &emitted_events, &sink).await?;
     out.timings.report = started.elapsed();
     Ok(out)
+}
+
+/// Notifications read and distilled, in input order.
+#[derive(Default)]
+struct ReadChunk {
+    /// How many notifications this covers (events and dropped ones).
+    notifications: u64,
+    /// The events, each with the replay's clock when it arrives: the latest
+    /// timestamp so far.
+    events: Vec<(Event, DateTime<Utc>)>,
+    /// (line number, reason) of the notifications the distiller dropped.
+    dropped: Vec<(usize, String)>,
+    /// Time spent reading and distilling them.
+    took: std::time::Duration,
+}
+
+/// Reads and distils the input on a thread of its own, a chunk at a time, ahead of
+/// the store: parsing and distilling are a sixth of a replay, and independent of
+/// everything after them, so the second core takes them. The order is the input's;
+/// the chunks in flight are bounded. The thread stops at the end of the input, or
+/// when the replay drops the receiver (it stopped at an error).
+fn spawn_reader<I>(
+    manager: Arc<TriggerManager>,
+    notifications: I,
+    start: DateTime<Utc>,
+) -> Result<(mpsc::Receiver<ReadChunk>, std::thread::JoinHandle<()>), ReplayError>
+where
+    I: IntoIterator<Item = (usize, Value)>,
+    I::IntoIter: Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(READ_CHUNKS_AHEAD);
+    let mut input = notifications.into_iter();
+    let reader = move || {
+        let mut clock = start;
+        loop {
+            let started = std::time::Instant::now();
+            let mut chunk = ReadChunk::default();
+            for (line, notification) in input.by_ref().take(READ_CHUNK) {
+                chunk.notifications += 1;
+                // A notification without a timestamp gets the clock as it stood.
+                match manager.distill_at(&notification, clock) {
+                    Ok(e) => {
+                        clock = clock.max(e.timestamp);
+                        chunk.events.push((e, clock));
+                    }
+                    Err(reason) => chunk.dropped.push((line, reason.to_string())),
+                }
+            }
+            chunk.took = started.elapsed();
+            if chunk.notifications == 0 || tx.blocking_send(chunk).is_err() {
+                return;
+            }
+        }
+    };
+    let handle = std::thread::Builder::new()
+        .name("replay-reader".into())
+        .spawn(reader)
+        .map_err(|e| ReplayError::Reader(format!("cannot start the reader thread: {e}")))?;
+    Ok((rx, handle))
+}
+
+/// The replay's pipeline worker, and how it runs.
+struct Workers<'a> {
+    worker: super::worker::PipelineWorker,
+    store: &'a dyn Store,
+    clock: &'a FollowingClock,
+    reference: bool,
+    never: CancellationToken,
+}
+
+impl Workers<'_> {
+    /// Runs the worker's passes until one finds nothing to do, and returns when a
+    /// pass could next find something. The reference runs that last, idle pass; the
+    /// batched replay asks the store instead (one read instead of a pass's claims),
+    /// which tells the same: a pass claims only streams due before the clock.
+    async fn passes(&self, out: &mut ReplayOutcome) -> Result<Option<DateTime<Utc>>, ReplayError> {
+        let started = std::time::Instant::now();
+        let due = loop {
+            let r = self.worker.run_once(&self.never).await?;
+            out.fired += r.fired;
+            out.expired += r.expired;
+            out.errors += r.errors;
+            out.timings.passes_run += 1;
+            if r.is_idle() {
+                break self.store.next_due().await?;
+            }
+            if !self.reference {
+                let due = self.store.next_due().await?;
+                if due.is_none_or(|d| d >= self.clock.now()) {
+                    break due;
+                }
+            }
+        };
+        out.timings.passes += started.elapsed();
+        Ok(due)
+    }
 }
 
 /// The latest expire timestamp of streams still collecting or waiting to expire.

@@ -381,6 +381,10 @@ impl PipelineWorker {
     /// had. What it gives up is durability between streams: a worker that died
     /// mid-chunk would run the chunk's committed pipelines again, which is why live
     /// workers write stream by stream.
+    ///
+    /// Such a worker is the store's only one and finishes each pass's claims within
+    /// the pass, so no claim can be left for it to release: the passes skip that
+    /// step (a transaction each).
     pub fn with_chunk_writes(mut self) -> Self {
         self.chunk_writes = true;
         self
@@ -402,7 +406,11 @@ impl PipelineWorker {
     /// expire ready streams, trim old events. `shutdown` is checked between streams.
     pub async fn run_once(&self, shutdown: &CancellationToken) -> Result<PassReport, StoreError> {
         let mut report = PassReport {
-            released: self.store().release_expired_claims(Utc::now()).await?,
+            released: if self.chunk_writes {
+                0
+            } else {
+                self.store().release_expired_claims(Utc::now()).await?
+            },
             ..Default::default()
         };
         if report.released > 0 {
