@@ -26,6 +26,7 @@
 
 use super::engine::SqlStore;
 use super::sql::{Arg, Backend, Conn, DbFault, DbRow, Limits, Sql, CONFLICT};
+use super::sqlite::SqliteBackend;
 use super::{OpenOptions, SchemaStatus, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::types::ValueRef;
@@ -295,29 +296,27 @@ impl InlineBackend {
 #[async_trait]
 impl Backend for InlineBackend {
     type Conn = InlineConn;
-    const NAME: &'static str = "sqlite";
-    const LIMITS: Limits = Limits {
-        max_binds: 32_766,
-        max_bytes: 64 << 20,
-    };
-    const ON_CONFLICT_SKIP: &'static str = super::sqlite::SqliteBackend::ON_CONFLICT_SKIP;
-    const FOR_UPDATE: &'static str = "";
-    const FOR_UPDATE_SKIP_LOCKED: &'static str = "";
-    const RETURNING: bool = true;
-    const TRAIT_EQUALITY_AS_IN: bool = true;
-    const TALLY_SHARDS: i64 = 1;
-    const TRAITS_AS_JSON: bool = true;
+    // SQLite's dialect and limits, as the sqlx backend has them: one source for both.
+    const NAME: &'static str = SqliteBackend::NAME;
+    const LIMITS: Limits = SqliteBackend::LIMITS;
+    const ON_CONFLICT_SKIP: &'static str = SqliteBackend::ON_CONFLICT_SKIP;
+    const FOR_UPDATE: &'static str = SqliteBackend::FOR_UPDATE;
+    const FOR_UPDATE_SKIP_LOCKED: &'static str = SqliteBackend::FOR_UPDATE_SKIP_LOCKED;
+    const RETURNING: bool = SqliteBackend::RETURNING;
+    const TRAIT_EQUALITY_AS_IN: bool = SqliteBackend::TRAIT_EQUALITY_AS_IN;
+    const TALLY_SHARDS: i64 = SqliteBackend::TALLY_SHARDS;
+    const TRAITS_AS_JSON: bool = SqliteBackend::TRAITS_AS_JSON;
 
     fn upsert_tail(pk: &str, cols: &[&str]) -> String {
-        super::sqlite::SqliteBackend::upsert_tail(pk, cols)
+        SqliteBackend::upsert_tail(pk, cols)
     }
 
     fn add_tail(pk: &str, col: &str) -> String {
-        super::sqlite::SqliteBackend::add_tail(pk, col)
+        SqliteBackend::add_tail(pk, col)
     }
 
     fn collector_tail() -> String {
-        super::sqlite::SqliteBackend::collector_tail()
+        SqliteBackend::collector_tail()
     }
 
     async fn begin_write(&self) -> Result<InlineConn, StoreError> {
