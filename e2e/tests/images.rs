@@ -111,6 +111,35 @@ impl Container {
             .context("no Uid line")
     }
 
+    /// Before a stopped task is deleted: the shim copies the process's output to the
+    /// log file on its own, and deleting the task closes that copy, losing what was
+    /// still in the pipe. CI lost a failed exit's last line (its error) that way:
+    /// waiting after the delete found it missing even 5 s later. So this waits, up to
+    /// 5 s, for a non-empty log that ends in an error line (every failed exit of ours
+    /// logs one) or holds still for a second.
+    fn log_copied(&self) {
+        let start = Instant::now();
+        let mut last = self.log_text();
+        let mut still_since = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.log_text();
+            if now != last {
+                last = now;
+                still_since = Instant::now();
+                continue;
+            }
+            let ends_in_error = now
+                .lines()
+                .last()
+                .is_some_and(|l| l.contains("\"level\":\"ERROR\""));
+            if !now.is_empty() && (ends_in_error || still_since.elapsed() >= Duration::from_secs(1))
+            {
+                return;
+            }
+        }
+    }
+
     /// Waits for the task to stop; its exit code (containerd reports a non-zero one
     /// when the task is deleted).
     fn wait_exit(&self, timeout: Duration) -> Result<i32> {
@@ -124,6 +153,7 @@ impl Container {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+        self.log_copied();
         let out = Command::new("ctr")
             .arg("--address")
             .arg(node::containerd_socket())
